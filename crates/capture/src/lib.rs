@@ -1,1 +1,29 @@
-//! placeholder
+//! The capture domain: what a capture request is, how a capture moves through its life, how
+//! failures are classified, and the logic that submits requests and applies webhooks.
+//!
+//! This crate knows nothing of Lambda, SQS, DynamoDB or HTTP. It talks to the outside through
+//! the traits in [`ports`], which `capture-adapters` implements, so the rules that matter (what
+//! is valid, what may follow what, what is retried) live in one place and are tested here.
+//!
+//! - [`request`]: the producer's JSON and its validation.
+//! - [`lifecycle`]: statuses, transitions and outcomes.
+//! - [`failure`]: the three failure classes every caller acts on.
+//! - [`webhook`]: PeekShot's webhook payload, read tolerantly.
+//! - [`ports`]: the store and PeekShot traits.
+//! - [`submit`]: one message and one batch through validation, claim, create and store.
+
+pub mod failure;
+pub mod lifecycle;
+pub mod ports;
+pub mod request;
+pub mod submit;
+pub mod webhook;
+
+pub use failure::{Failure, FailureClass};
+pub use lifecycle::{CaptureStatus, Outcome};
+pub use ports::{
+    CaptureStore, Claim, CreatedCapture, Rejection, RequestId, ScreenshotApi, Settlement,
+};
+pub use request::{CaptureId, CaptureOptions, CaptureRequest, FileType, InvalidRequest, Viewport};
+pub use submit::{BatchReport, Done, QueuedMessage, Verdict, submit_batch, submit_message};
+pub use webhook::{Progress, WebhookError, WebhookNotice, parse_webhook};
