@@ -1,1 +1,252 @@
-fn main() {}
+//! The `devstack` command: `up` runs the local stack until Ctrl-C, SIGTERM or (with
+//! `--exit-with-parent`) the parent's exit; `demo` runs it for one pass over the sample
+//! capture requests. Logs go to stderr; stdout carries only the READY line (`up`) or the
+//! result table (`demo`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use devstack::stack::Stack;
+use devstack::{StackOptions, demo};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+/// Runs the capture pipeline on loopback: moto, the PeekShot simulator, both functions under
+/// cargo lambda watch, and a stand-in for Lambda's SQS event source mapping.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the stack, print one `DEVSTACK_READY {json}` line, run until stopped.
+    Up(UpArgs),
+    /// Start the stack, send the sample capture requests, print how each ended, stop.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// moto's port (DynamoDB, SQS, SSM); 0 picks a free one.
+    #[arg(long, env = "DEVSTACK_MOTO_PORT", default_value_t = 5050)]
+    moto_port: u16,
+
+    /// The PeekShot simulator's port; 0 picks a free one.
+    #[arg(long, env = "DEVSTACK_SIM_PORT", default_value_t = 8700)]
+    sim_port: u16,
+
+    /// The port of cargo lambda watch (invoke API and function URLs); 0 picks a free one.
+    #[arg(long, env = "DEVSTACK_LAMBDA_PORT", default_value_t = 9000)]
+    lambda_port: u16,
+
+    /// Milliseconds the simulator takes to finish a capture.
+    #[arg(long, env = "DEVSTACK_SIM_COMPLETE_AFTER_MS", default_value_t = 1500)]
+    sim_complete_after_ms: u64,
+
+    /// The stack name `${AWS::StackName}` stands for in template.yaml.
+    #[arg(long, env = "DEVSTACK_STACK_NAME", default_value = "peekshot-local")]
+    stack_name: String,
+
+    /// Stop everything and exit when the parent process exits (for test harnesses).
+    #[arg(long, env = "DEVSTACK_EXIT_WITH_PARENT")]
+    exit_with_parent: bool,
+
+    /// Where to write the endpoints and secrets as KEY=VALUE lines (relative to the workspace).
+    #[arg(long, env = "DEVSTACK_ENV_FILE", default_value = ".devstack/stack.env")]
+    env_file: PathBuf,
+
+    /// The workspace root (template.yaml, .venv, crates/).
+    #[arg(long, env = "DEVSTACK_WORKSPACE", default_value_os_t = default_workspace())]
+    workspace: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    stack: UpArgs,
+
+    /// The SQS event whose record bodies are sent as capture requests.
+    #[arg(
+        long,
+        env = "DEVSTACK_DEMO_EVENTS",
+        default_value = "events/sqs-capture-batch.json"
+    )]
+    events: PathBuf,
+
+    /// Seconds to wait for every capture to reach COMPLETE or FAILED.
+    #[arg(long, env = "DEVSTACK_DEMO_TIMEOUT_SECS", default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+impl UpArgs {
+    fn options(&self) -> StackOptions {
+        StackOptions {
+            workspace: self.workspace.clone(),
+            moto_port: self.moto_port,
+            sim_port: self.sim_port,
+            lambda_port: self.lambda_port,
+            sim_complete_after_ms: self.sim_complete_after_ms,
+            stack_name: self.stack_name.clone(),
+            env_file: self.env_file.clone(),
+        }
+    }
+}
+
+/// The workspace this binary was built from: two levels above this crate.
+fn default_workspace() -> PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap_or(manifest).to_owned()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")),
+        )
+        .init();
+
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::Demo(args) => run_demo(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("devstack: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why the stack is being stopped.
+enum Stop {
+    /// Ctrl-C, SIGTERM, SIGHUP, or the parent's exit: a normal end.
+    Requested(&'static str),
+    /// A child died.
+    Failed(devstack::process::ExitReport),
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let stop_request = stop_requested(args.exit_with_parent)?;
+    tokio::pin!(stop_request);
+
+    let options = args.options();
+    let stack = tokio::select! {
+        stack = Stack::up(&options) => stack?,
+        reason = &mut stop_request => {
+            // Dropping the half-started stack kills whatever had started.
+            tracing::info!(reason, "stopped while starting");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+
+    let line = stack.info.ready_line()?;
+    let mut stdout = std::io::stdout().lock();
+    // A reader that went away is no reason to stop; --exit-with-parent handles that case.
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    drop(stdout);
+
+    let stop = tokio::select! {
+        reason = &mut stop_request => Stop::Requested(reason),
+        report = stack.failed() => Stop::Failed(report),
+    };
+    finish(stack, stop).await
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let stop_request = stop_requested(args.stack.exit_with_parent)?;
+    tokio::pin!(stop_request);
+
+    let options = args.stack.options();
+    let stack = tokio::select! {
+        stack = Stack::up(&options) => stack?,
+        reason = &mut stop_request => {
+            tracing::info!(reason, "stopped while starting");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+
+    let events = args.stack.workspace.join(&args.events);
+    let limit = Duration::from_secs(args.timeout_secs);
+    let report = tokio::select! {
+        report = demo::run(&stack.info, &stack.clients, &events, limit) => report,
+        reason = &mut stop_request => return finish(stack, Stop::Requested(reason)).await.map(|_| ExitCode::FAILURE),
+        report = stack.failed() => return finish(stack, Stop::Failed(report)).await,
+    };
+    stack.down().await;
+    let report = report?;
+
+    println!("{}", report.table());
+    let stragglers = report.stragglers();
+    if stragglers.is_empty() {
+        eprintln!("devstack: every sample capture reached COMPLETE or FAILED");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "devstack: {} of {} captures did not finish within {}s: {}",
+            stragglers.len(),
+            report.rows.len(),
+            args.timeout_secs,
+            stragglers.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn finish(stack: Stack, stop: Stop) -> anyhow::Result<ExitCode> {
+    let code = match &stop {
+        Stop::Requested(reason) => {
+            tracing::info!(reason, "stopping the local stack");
+            ExitCode::SUCCESS
+        }
+        Stop::Failed(report) => {
+            tracing::error!("{report}");
+            ExitCode::FAILURE
+        }
+    };
+    stack.down().await;
+    if let Stop::Failed(report) = stop {
+        eprintln!("devstack: the stack failed: {report}");
+    }
+    Ok(code)
+}
+
+/// Resolves with a reason when the stack should stop: Ctrl-C, SIGTERM, SIGHUP, or, when
+/// `watch_parent` is set, the parent process's exit (seen as a change of parent id, since an
+/// orphan is adopted by init or a subreaper).
+fn stop_requested(
+    watch_parent: bool,
+) -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let parent = std::os::unix::process::parent_id();
+    Ok(async move {
+        let parent_gone = async {
+            if !watch_parent {
+                return std::future::pending().await;
+            }
+            loop {
+                if std::os::unix::process::parent_id() != parent {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = terminate.recv() => "terminated",
+            _ = hangup.recv() => "hung up",
+            () = parent_gone => "the parent process exited",
+        }
+    })
+}
