@@ -31,7 +31,7 @@ impl FailureClass {
     pub fn of_http_status(status: u16) -> Option<FailureClass> {
         match status {
             200..=299 => None,
-            401 | 402 | 403 => Some(FailureClass::Deployment),
+            401..=403 => Some(FailureClass::Deployment),
             408 | 429 => Some(FailureClass::Transient),
             400..=499 => Some(FailureClass::Permanent),
             _ => Some(FailureClass::Transient),

@@ -107,12 +107,13 @@ pub enum Rejection {
 /// first and then written, so concurrent attempts and webhooks cannot undo each other.
 #[async_trait]
 pub trait CaptureStore: Send + Sync {
-    /// Writes a FAILED record for a message that is not a valid request, unless a record with
-    /// that capture id exists.
+    /// Writes a FAILED record for a message that is not a valid request, keeping (a bounded
+    /// prefix of) its body, unless a record with that capture id exists.
     async fn record_invalid(
         &self,
         invalid: &InvalidRequest,
         message_id: &str,
+        body: &str,
     ) -> Result<Rejection, Failure>;
 
     /// Creates the record (QUEUED) or takes over an open one, and leases it to this attempt so

@@ -39,7 +39,10 @@ pub const MAX_CAPTURE_ID_LEN: usize = 128;
 /// that a misspelt option (`fullpage`) is reported instead of silently ignored.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawRequest {
+struct RawRequest {
+    /// Read from the JSON value before this struct is built (an invalid one must not hide the
+    /// id); declared so that `deny_unknown_fields` accepts it.
+    #[allow(dead_code)]
     capture_id: Option<String>,
     url: String,
     viewport: Option<RawViewport>,
@@ -275,12 +278,12 @@ fn validate(raw: RawRequest, capture_id: CaptureId) -> Result<CaptureRequest, St
         check_range("delay", delay, (0, MAX_DELAY_SECONDS))?;
     }
 
-    if let Some(selector) = &raw.element_selector {
-        if selector.trim().is_empty() || selector.len() > MAX_SELECTOR_LEN {
-            return Err(format!(
-                "elementSelector: must be a non-empty selector of at most {MAX_SELECTOR_LEN} characters"
-            ));
-        }
+    if let Some(selector) = &raw.element_selector
+        && (selector.trim().is_empty() || selector.len() > MAX_SELECTOR_LEN)
+    {
+        return Err(format!(
+            "elementSelector: must be a non-empty selector of at most {MAX_SELECTOR_LEN} characters"
+        ));
     }
 
     let metadata = raw.metadata.unwrap_or_default();

@@ -125,7 +125,10 @@ where
             Err(invalid) => {
                 tracing::Span::current().record("capture_id", invalid.capture_id.as_str());
                 warn!(reason = %invalid.reason, "rejecting invalid capture request");
-                match store.record_invalid(&invalid, &message.message_id).await {
+                match store
+                    .record_invalid(&invalid, &message.message_id, &message.body)
+                    .await
+                {
                     Ok(Rejection::Recorded) => Verdict::Done(Done::Failed),
                     Ok(Rejection::CaptureIdTaken) => {
                         warn!("capture id already has a record; the invalid message is dropped");

@@ -1,0 +1,649 @@
+//! The capture records in one DynamoDB table, keyed by `pk` alone.
+//!
+//! Two kinds of item share the table:
+//!
+//! - `capture#<captureId>`: the record a producer cares about (status, URL, options, request
+//!   id, file URL or error, attempts, timestamps, metadata).
+//! - `request#<requestId>`: the meeting point of the submitter and the webhook. The submitter
+//!   writes the capture id into it once PeekShot answers; the webhook writes the outcome into
+//!   it when PeekShot calls. Both are single atomic updates that return the item as it is
+//!   afterwards, so whichever side writes second sees the other's half and applies the outcome
+//!   to the capture. A webhook that arrives first is therefore never lost, and finding a
+//!   capture from a request id is a strongly consistent `GetItem`-style update, not a query on
+//!   an eventually consistent index.
+//!
+//! Every state change is a conditional write whose condition is the lifecycle's table of
+//! allowed predecessors (`CaptureStatus::predecessors`), so a record never moves backwards,
+//! whatever order deliveries and webhooks arrive in.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use capture::{
+    CaptureId, CaptureRequest, CaptureStatus, CaptureStore, Claim, CreatedCapture, Failure,
+    InvalidRequest, Outcome, Rejection, RequestId, Settlement,
+};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::warn;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// How long a claim keeps other attempts from creating the same capture. It must outlast one
+/// submitter invocation (30 s in the template) so that a live attempt is never overtaken; an
+/// attempt that died leaves a claim that simply expires.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+
+/// Longest part of an invalid message body kept on its FAILED record, so that nothing a
+/// producer sent is lost while the item stays far below DynamoDB's 400 KB limit.
+pub const MAX_KEPT_BODY_BYTES: usize = 16 * 1024;
+
+/// Key of a capture item.
+pub fn capture_key(capture_id: &str) -> String {
+    format!("capture#{capture_id}")
+}
+
+/// Key of a request item.
+pub fn request_key(request_id: &str) -> String {
+    format!("request#{request_id}")
+}
+
+/// The DynamoDB-backed [`CaptureStore`].
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    retention: Duration,
+}
+
+impl DynamoStore {
+    /// A store over `table`; items expire `retention` after they are first written.
+    pub fn new(aws: &aws_config::SdkConfig, table: impl Into<String>, retention: Duration) -> Self {
+        Self {
+            client: Client::new(aws),
+            table: table.into(),
+            retention,
+        }
+    }
+
+    fn key(pk: String) -> (String, AttributeValue) {
+        ("pk".to_owned(), AttributeValue::S(pk))
+    }
+
+    fn expires_at(&self, now: SystemTime) -> AttributeValue {
+        number(
+            (now + self.retention)
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        )
+    }
+
+    /// Moves a capture to the final status of `outcome`, if it is still open. Used by both the
+    /// webhook and the submitter, whichever sees both halves of the request item first.
+    async fn finish_capture(
+        &self,
+        capture_id: &str,
+        request_id: &RequestId,
+        outcome: &Outcome,
+    ) -> Result<Settlement, Failure> {
+        let now = SystemTime::now();
+        let final_status = outcome.status();
+        let mut update = Update::new(
+            "SET #status = :final, requestId = if_not_exists(requestId, :rid), \
+             completedAt = :now, updatedAt = :now",
+        );
+        update.name("#status", "status");
+        update.value(":final", s(final_status.as_str()));
+        update.value(":rid", s(request_id.as_str()));
+        update.value(":now", s(&rfc3339(now)));
+        match outcome {
+            Outcome::Complete {
+                file_url,
+                credits,
+                duration_seconds,
+            } => {
+                update.set_optional("fileUrl", file_url.as_deref().map(s));
+                update.set_optional("creditsCharged", credits.map(float));
+                update.set_optional("durationSeconds", duration_seconds.map(float));
+            }
+            Outcome::Failed { reason } => {
+                update.set_optional("error", Some(s(reason)));
+                update.set_optional("errorKind", Some(s("peekshot-failed")));
+            }
+        }
+        update.remove("claimUntil");
+        let condition = update.status_in(CaptureStatus::predecessors(final_status));
+
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&capture_key(capture_id)))
+            .update_expression(update.expression())
+            .condition_expression(format!("attribute_exists(pk) AND {condition}"))
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+
+        match result {
+            Ok(_) => Ok(Settlement::Applied(final_status)),
+            Err(err) => match conditional_failure_item(&err) {
+                Some(Some(old)) => Ok(Settlement::AlreadyFinal(
+                    status_of(&old).unwrap_or(final_status),
+                )),
+                Some(None) => {
+                    warn!(
+                        capture_id,
+                        "request id points at a capture that no longer exists"
+                    );
+                    Ok(Settlement::Parked)
+                }
+                None => Err(classify("finish capture", err)),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl CaptureStore for DynamoStore {
+    async fn record_invalid(
+        &self,
+        invalid: &InvalidRequest,
+        message_id: &str,
+        body: &str,
+    ) -> Result<Rejection, Failure> {
+        let now = SystemTime::now();
+        let stamp = s(&rfc3339(now));
+        let mut item: Item = HashMap::from([
+            Self::key(capture_key(invalid.capture_id.as_str())),
+            ("kind".into(), s("capture")),
+            ("captureId".into(), s(invalid.capture_id.as_str())),
+            ("status".into(), s(CaptureStatus::Failed.as_str())),
+            ("error".into(), s(&invalid.reason)),
+            ("errorKind".into(), s("invalid-request")),
+            ("messageId".into(), s(message_id)),
+            ("attempts".into(), number(1)),
+            ("receivedAt".into(), stamp.clone()),
+            ("completedAt".into(), stamp.clone()),
+            ("updatedAt".into(), stamp),
+            ("expiresAt".into(), self.expires_at(now)),
+        ]);
+        item.insert(
+            "rawBody".into(),
+            s(truncate_utf8(body, MAX_KEPT_BODY_BYTES)),
+        );
+
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Rejection::Recorded),
+            Err(err) if is_conditional_failure(&err) => Ok(Rejection::CaptureIdTaken),
+            Err(err) => Err(classify("record invalid request", err)),
+        }
+    }
+
+    async fn claim(&self, request: &CaptureRequest, message_id: &str) -> Result<Claim, Failure> {
+        let now = SystemTime::now();
+        let fingerprint = fingerprint(request);
+        let options = serde_dynamo::to_attribute_value(&request.options)
+            .map_err(|e| Failure::permanent(format!("options cannot be stored: {e}")))?;
+        let metadata = serde_dynamo::to_attribute_value(&request.metadata)
+            .map_err(|e| Failure::permanent(format!("metadata cannot be stored: {e}")))?;
+
+        let mut update = Update::new(
+            "SET #kind = :kind, captureId = :cid, #url = :url, #options = :options, \
+             metadata = :metadata, fingerprint = :fp, #status = :queued, claimUntil = :lease, \
+             messageId = if_not_exists(messageId, :mid), \
+             receivedAt = if_not_exists(receivedAt, :now), \
+             expiresAt = if_not_exists(expiresAt, :exp), updatedAt = :now \
+             ADD attempts :one",
+        );
+        update.name("#kind", "kind");
+        update.name("#url", "url");
+        update.name("#options", "options");
+        update.name("#status", "status");
+        update.value(":kind", s("capture"));
+        update.value(":cid", s(request.capture_id.as_str()));
+        update.value(":url", s(request.url.as_str()));
+        update.value(":options", options);
+        update.value(":metadata", metadata);
+        update.value(":fp", s(&fingerprint));
+        update.value(":queued", s(CaptureStatus::Queued.as_str()));
+        update.value(":lease", number(epoch_millis(now + CLAIM_LEASE)));
+        update.value(":nowms", number(epoch_millis(now)));
+        update.value(":mid", s(message_id));
+        update.value(":now", s(&rfc3339(now)));
+        update.value(":exp", self.expires_at(now));
+        update.value(":one", number(1));
+
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&capture_key(request.capture_id.as_str())))
+            .update_expression(update.expression())
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#status = :queued AND fingerprint = :fp \
+                 AND attribute_not_exists(requestId) \
+                 AND (attribute_not_exists(claimUntil) OR claimUntil < :nowms))",
+            )
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+
+        match result {
+            Ok(out) => {
+                let attempt = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|item| item.get("attempts"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1);
+                Ok(Claim::Claimed { attempt })
+            }
+            Err(err) => match conditional_failure_item(&err) {
+                Some(old) => Ok(why_not_claimed(old.as_ref(), &fingerprint)),
+                None => Err(classify("claim capture", err)),
+            },
+        }
+    }
+
+    async fn release(&self, capture_id: &CaptureId, failure: &Failure) -> Result<(), Failure> {
+        let now = SystemTime::now();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&capture_key(capture_id.as_str())))
+            .update_expression("SET claimUntil = :zero, lastError = :err, updatedAt = :now")
+            .condition_expression("#status = :queued AND attribute_not_exists(requestId)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":zero", number(0))
+            .expression_attribute_values(
+                ":err",
+                s(&format!("{}: {}", failure.class, failure.reason)),
+            )
+            .expression_attribute_values(":now", s(&rfc3339(now)))
+            .expression_attribute_values(":queued", s(CaptureStatus::Queued.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(classify("release claim", err)),
+        }
+    }
+
+    async fn fail_unsubmitted(&self, capture_id: &CaptureId, reason: &str) -> Result<(), Failure> {
+        let now = rfc3339(SystemTime::now());
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&capture_key(capture_id.as_str())))
+            .update_expression(
+                "SET #status = :failed, #error = :reason, errorKind = :kind, \
+                 completedAt = :now, updatedAt = :now REMOVE claimUntil",
+            )
+            .condition_expression("#status = :queued AND attribute_not_exists(requestId)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":failed", s(CaptureStatus::Failed.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":kind", s("peekshot-rejected"))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":queued", s(CaptureStatus::Queued.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(classify("fail capture", err)),
+        }
+    }
+
+    async fn store_request_id(
+        &self,
+        capture_id: &CaptureId,
+        created: &CreatedCapture,
+    ) -> Result<CaptureStatus, Failure> {
+        let now = SystemTime::now();
+        let request_id = &created.request_id;
+
+        let linked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&request_key(request_id.as_str())))
+            .update_expression(
+                "SET #kind = :kind, requestId = :rid, captureId = :cid, linkedAt = :now, \
+                 expiresAt = if_not_exists(expiresAt, :exp)",
+            )
+            .condition_expression("attribute_not_exists(captureId) OR captureId = :cid")
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_values(":kind", s("request"))
+            .expression_attribute_values(":rid", s(request_id.as_str()))
+            .expression_attribute_values(":cid", s(capture_id.as_str()))
+            .expression_attribute_values(":now", s(&rfc3339(now)))
+            .expression_attribute_values(":exp", self.expires_at(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let request_item = match linked {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(err) if is_conditional_failure(&err) => {
+                return Err(Failure::transient(format!(
+                    "request id {request_id} is already linked to another capture"
+                )));
+            }
+            Err(err) => return Err(classify("link request id", err)),
+        };
+
+        if let Some(outcome) = parked_outcome(&request_item)? {
+            return match self
+                .finish_capture(capture_id.as_str(), request_id, &outcome)
+                .await?
+            {
+                Settlement::Applied(status) | Settlement::AlreadyFinal(status) => Ok(status),
+                Settlement::Parked => Ok(CaptureStatus::Queued),
+            };
+        }
+
+        let mut update = Update::new(
+            "SET #status = :submitted, requestId = :rid, submittedAt = :now, updatedAt = :now",
+        );
+        update.name("#status", "status");
+        update.value(":submitted", s(CaptureStatus::Submitted.as_str()));
+        update.value(":rid", s(request_id.as_str()));
+        update.value(":now", s(&rfc3339(now)));
+        update.set_optional("creditsRequired", created.credits.map(float));
+        update.remove("claimUntil");
+        let condition = update.status_in(CaptureStatus::predecessors(CaptureStatus::Submitted));
+
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&capture_key(capture_id.as_str())))
+            .update_expression(update.expression())
+            .condition_expression(format!("{condition} AND attribute_not_exists(requestId)"))
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CaptureStatus::Submitted),
+            Err(err) => match conditional_failure_item(&err) {
+                Some(old) => Ok(old
+                    .as_ref()
+                    .and_then(status_of)
+                    .unwrap_or(CaptureStatus::Submitted)),
+                None => Err(classify("store request id", err)),
+            },
+        }
+    }
+
+    async fn record_outcome(
+        &self,
+        request_id: &RequestId,
+        outcome: &Outcome,
+    ) -> Result<Settlement, Failure> {
+        let now = SystemTime::now();
+        let stored = serde_dynamo::to_attribute_value(outcome)
+            .map_err(|e| Failure::permanent(format!("outcome cannot be stored: {e}")))?;
+
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&request_key(request_id.as_str())))
+            .update_expression(
+                "SET #kind = :kind, requestId = :rid, outcome = if_not_exists(outcome, :outcome), \
+                 outcomeAt = if_not_exists(outcomeAt, :now), \
+                 expiresAt = if_not_exists(expiresAt, :exp)",
+            )
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_values(":kind", s("request"))
+            .expression_attribute_values(":rid", s(request_id.as_str()))
+            .expression_attribute_values(":outcome", stored)
+            .expression_attribute_values(":now", s(&rfc3339(now)))
+            .expression_attribute_values(":exp", self.expires_at(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|err| classify("record outcome", err))?;
+
+        let item = out.attributes.unwrap_or_default();
+        let Some(capture_id) = item.get("captureId").and_then(|v| v.as_s().ok()) else {
+            return Ok(Settlement::Parked);
+        };
+        let first_outcome = parked_outcome(&item)?.unwrap_or_else(|| outcome.clone());
+        self.finish_capture(capture_id, request_id, &first_outcome)
+            .await
+    }
+}
+
+/// Builds an update expression with optional `SET` clauses and a `REMOVE` clause.
+struct Update {
+    set: String,
+    remove: Vec<&'static str>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Update {
+    fn new(set: &str) -> Self {
+        Self {
+            set: set.to_owned(),
+            remove: Vec::new(),
+            names: HashMap::new(),
+            values: HashMap::new(),
+        }
+    }
+
+    fn name(&mut self, placeholder: &str, attribute: &str) {
+        self.names
+            .insert(placeholder.to_owned(), attribute.to_owned());
+    }
+
+    fn value(&mut self, placeholder: &str, value: AttributeValue) {
+        self.values.insert(placeholder.to_owned(), value);
+    }
+
+    /// Adds `attribute = value` to the `SET` clause when there is a value.
+    fn set_optional(&mut self, attribute: &str, value: Option<AttributeValue>) {
+        if let Some(value) = value {
+            let name = format!("#{attribute}");
+            let placeholder = format!(":{attribute}");
+            self.set = format!("{}, {name} = {placeholder}", self.set);
+            self.names.insert(name, attribute.to_owned());
+            self.values.insert(placeholder, value);
+        }
+    }
+
+    fn remove(&mut self, attribute: &'static str) {
+        self.remove.push(attribute);
+    }
+
+    /// A condition that the record's status is one of `statuses`, with its values bound.
+    fn status_in(&mut self, statuses: Vec<CaptureStatus>) -> String {
+        self.name("#status", "status");
+        let placeholders: Vec<String> = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, status)| {
+                let placeholder = format!(":from{i}");
+                self.values.insert(placeholder.clone(), s(status.as_str()));
+                placeholder
+            })
+            .collect();
+        format!("#status IN ({})", placeholders.join(", "))
+    }
+
+    fn expression(&self) -> String {
+        if self.remove.is_empty() {
+            self.set.clone()
+        } else {
+            format!("{} REMOVE {}", self.set, self.remove.join(", "))
+        }
+    }
+}
+
+/// Why a claim's condition failed, from the item as it was.
+fn why_not_claimed(old: Option<&Item>, fingerprint: &str) -> Claim {
+    let Some(old) = old else {
+        return Claim::HeldElsewhere;
+    };
+    match status_of(old) {
+        Some(status) if status != CaptureStatus::Queued => return Claim::AlreadyHandled(status),
+        _ => {}
+    }
+    if old.contains_key("requestId") {
+        return Claim::AlreadyHandled(CaptureStatus::Submitted);
+    }
+    let same_request = old
+        .get("fingerprint")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some(fingerprint);
+    if same_request {
+        Claim::HeldElsewhere
+    } else {
+        Claim::Conflict
+    }
+}
+
+/// The outcome a webhook parked on a request item, if any.
+fn parked_outcome(item: &Item) -> Result<Option<Outcome>, Failure> {
+    let Some(stored) = item.get("outcome") else {
+        return Ok(None);
+    };
+    serde_dynamo::from_attribute_value(stored.clone())
+        .map(Some)
+        .map_err(|e| Failure::permanent(format!("stored outcome is unreadable: {e}")))
+}
+
+fn status_of(item: &Item) -> Option<CaptureStatus> {
+    item.get("status")?.as_s().ok()?.parse().ok()
+}
+
+/// Identifies a request's content, so a capture id reused for another page is noticed.
+fn fingerprint(request: &CaptureRequest) -> String {
+    let options = serde_json::to_string(&request.options).unwrap_or_default();
+    let digest = Sha256::new()
+        .chain_update(request.url.as_str())
+        .chain_update([0])
+        .chain_update(options)
+        .finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `Some(old item)` when the error is a failed condition (the old item, if DynamoDB returned
+/// one), `None` for any other error.
+fn conditional_failure_item<E, R>(err: &SdkError<E, R>) -> Option<Option<Item>>
+where
+    E: ProvideErrorMetadata + ConditionalItem,
+{
+    let service = err.as_service_error()?;
+    if service.code() == Some("ConditionalCheckFailedException") {
+        Some(service.old_item())
+    } else {
+        None
+    }
+}
+
+fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// Gives access to the old item a failed conditional update returns.
+trait ConditionalItem {
+    fn old_item(&self) -> Option<Item>;
+}
+
+impl ConditionalItem for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn old_item(&self) -> Option<Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => e.item().cloned(),
+            _ => None,
+        }
+    }
+}
+
+/// Classifies a DynamoDB error: missing table or permissions are the deployment's fault,
+/// everything else (throttling, 5xx, timeouts) is transient.
+fn classify<E, R>(operation: &str, err: SdkError<E, R>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned);
+    let reason = format!("DynamoDB {operation} failed: {}", DisplayErrorContext(&err));
+    match code.as_deref() {
+        Some(
+            "ResourceNotFoundException"
+            | "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "MissingAuthenticationTokenException"
+            | "ValidationException",
+        ) => Failure::deployment(reason),
+        _ => Failure::transient(reason),
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn number(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn float(value: f64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    OffsetDateTime::from(at)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn epoch_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
