@@ -226,8 +226,19 @@ async fn create_capture(
             "status": "PENDING",
         }),
     );
-    match (accepted.faults.answer, closer) {
-        (AnswerFault::None, _) => Ok(answer),
+    Ok(deliver_answer(&state, accepted.faults.answer, closer, answer).await)
+}
+
+/// Hands the create answer over as the answer fault decided: at once, after a
+/// hold, or not at all (the connection is closed and this never returns).
+async fn deliver_answer(
+    state: &SimState,
+    fault: AnswerFault,
+    closer: Option<Extension<ConnectionCloser>>,
+    answer: Response,
+) -> Response {
+    match (fault, closer) {
+        (AnswerFault::None, _) => answer,
         (AnswerFault::Dropped, Some(Extension(closer))) => {
             tracing::info!(
                 fault = "createAnswerDropped",
@@ -245,7 +256,7 @@ async fn create_capture(
             );
             let hold = std::time::Duration::from_millis(state.faults().hang_ms);
             tokio::time::sleep(hold).await;
-            Ok(answer)
+            answer
         }
         (AnswerFault::Held(hold), _) => {
             tracing::info!(
@@ -254,7 +265,7 @@ async fn create_capture(
                 "holding the answer"
             );
             tokio::time::sleep(hold).await;
-            Ok(answer)
+            answer
         }
     }
 }

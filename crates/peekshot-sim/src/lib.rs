@@ -20,7 +20,8 @@
 //! - [`stats`]: the counters tests read.
 //! - [`state`]: the shared state behind one lock.
 //! - [`server`]: the accept loop, which can close a connection unanswered.
-//! - [`config`]: [`SimConfig`]. `main.rs` is a thin CLI over [`bind`] and [`serve`].
+//! - [`config`]: [`SimConfig`]. `main.rs` is a thin CLI over [`bind`] and
+//!   [`RunningSimulator`], which prints the listening line once serving.
 //!
 //! # Endpoints
 //!
@@ -126,6 +127,19 @@ pub enum SimError {
     /// The webhook HTTP client could not be built.
     #[error("cannot build the webhook HTTP client")]
     HttpClient(#[source] reqwest::Error),
+}
+
+/// An error and its causes on one line, outermost first, for logs and the
+/// CLI's exit message ("error sending request: client error (Connect): ...").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// Binds a TCP listener, telling a taken port apart from other failures so

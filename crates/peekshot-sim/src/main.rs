@@ -4,7 +4,7 @@
 //! and serves until Ctrl-C or SIGTERM. Logs go to stderr (`RUST_LOG` filters
 //! them), keeping stdout for that one line.
 
-use std::error::Error;
+use std::io::IsTerminal;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -93,8 +93,13 @@ impl Cli {
     }
 }
 
-/// Only http(s) URLs make sense for webhooks and file links.
+/// Only http(s) URLs make sense for webhooks and file links. An empty value,
+/// as an env file leaves behind, is refused with a hint rather than read as
+/// "none", so a misconfigured stack fails at start-up.
 fn parse_http_url(text: &str) -> Result<Url, String> {
+    if text.trim().is_empty() {
+        return Err("is empty; leave the flag and its variable unset to go without".to_owned());
+    }
     let url = Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
     if matches!(url.scheme(), "http" | "https") {
         Ok(url)
@@ -111,6 +116,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -119,7 +125,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("peekshot-sim: {}", with_causes(&error));
+            eprintln!("peekshot-sim: {}", peekshot_sim::error_chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -171,16 +177,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
-}
-
-/// The error and its causes on one line, outermost first.
-fn with_causes(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }

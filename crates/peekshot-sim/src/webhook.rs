@@ -103,7 +103,7 @@ pub async fn send(state: &SimState, accepted: &Accepted, body: &WebhookBody) {
         1
     };
     for copy in 1..=copies {
-        let span = tracing::info_span!("webhook", request_id, copy, webhook = %loggable_url(&url));
+        let span = tracing::info_span!("webhook", copy, webhook = %loggable_url(&url));
         deliver(state, &url, body, accepted.generation)
             .instrument(span)
             .await;
@@ -138,8 +138,8 @@ async fn deliver(state: &SimState, url: &Url, body: &WebhookBody, generation: u6
             }
             Err(error) => {
                 // Without the URL: reqwest's message would otherwise quote it whole.
-                let error = error.without_url();
-                tracing::warn!(attempt, error = %error, "webhook delivery failed");
+                let error = crate::error_chain(&error.without_url());
+                tracing::warn!(attempt, %error, "webhook delivery failed");
             }
         }
 
