@@ -811,6 +811,39 @@ fn every_alarm_notifies_the_alarm_topic_and_an_email_can_subscribe() {
 }
 
 #[test]
+fn errors_logged_by_each_function_raise_an_alarm() {
+    // A deployment fault (rejected API key, no credits) is logged at ERROR but is no Lambda
+    // error, so only a filter on the log group notices it before the dead-letter queue does.
+    let filters = resources_of_type("AWS::Logs::MetricFilter");
+    let alarms = resources_of_type("AWS::CloudWatch::Alarm");
+
+    for function in ["SubmitterFunction", "WebhookFunction"] {
+        let log_group = &properties(function)["LoggingConfig"]["LogGroup"];
+        let Some((id, filter)) = filters
+            .iter()
+            .find(|(_, filter)| &filter["Properties"]["LogGroupName"] == log_group)
+        else {
+            panic!("no metric filter on the log group of {function}");
+        };
+
+        let props = &filter["Properties"];
+        assert_eq!(
+            props["FilterPattern"],
+            json!(r#"{ $.level = "ERROR" }"#),
+            "{id}"
+        );
+        let metric = &props["MetricTransformations"][0];
+        let alarmed = alarms.iter().any(|(_, alarm)| {
+            let alarm = &alarm["Properties"];
+            alarm["Namespace"] == metric["MetricNamespace"]
+                && alarm["MetricName"] == metric["MetricName"]
+                && alarm["AlarmActions"] == json!([reference("AlarmTopic")])
+        });
+        assert!(alarmed, "no alarm on {id}'s metric notifies AlarmTopic");
+    }
+}
+
+#[test]
 fn outputs_give_operators_the_queues_the_webhook_url_the_table_and_the_topic() {
     let outputs = &TEMPLATE["Outputs"];
     let expected = [
