@@ -1,1 +1,679 @@
-//! placeholder
+//! End-to-end tests of the capture pipeline against the local stack: moto (DynamoDB, SQS), the
+//! PeekShot simulator, both functions under `cargo lambda watch`, and the stand-in for Lambda's
+//! SQS event source mapping. One stack serves every test of this binary
+//! (`devstack::harness::shared_stack`); each test uses its own capture ids and URLs, so tests
+//! can run in parallel without seeing each other's records.
+//!
+//! The first group drives the DynamoDB store directly, to pin down the conditional writes that
+//! make the pipeline idempotent; the second sends capture requests the way producers and
+//! PeekShot do and checks where each one ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use capture::{
+    CaptureId, CaptureRequest, CaptureStatus, CaptureStore, Claim, CreatedCapture, Failure,
+    InvalidRequest, Outcome, Rejection, RequestId, Settlement,
+};
+use capture_adapters::DynamoStore;
+use devstack::harness::shared_stack;
+use devstack::stack::StackInfo;
+use serde_json::{Value, json};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// How long a capture may take from queue to final record on the local stack (the simulator
+/// finishes captures after 300 ms; the event source polls every second).
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// A name no other test (or earlier run against the same moto) uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn aws(stack: &StackInfo) -> aws_config::SdkConfig {
+    devstack::aws::moto_config(&stack.moto_url, &stack.region).await
+}
+
+async fn store(stack: &StackInfo) -> DynamoStore {
+    DynamoStore::new(
+        &aws(stack).await,
+        &stack.table_name,
+        Duration::from_secs(3600),
+    )
+}
+
+async fn item(stack: &StackInfo, pk: &str) -> Option<Item> {
+    aws_sdk_dynamodb::Client::new(&aws(stack).await)
+        .get_item()
+        .table_name(&stack.table_name)
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem against moto")
+        .item
+}
+
+async fn capture_item(stack: &StackInfo, capture_id: &str) -> Option<Item> {
+    item(stack, &format!("capture#{capture_id}")).await
+}
+
+fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn status(item: &Item) -> &str {
+    text(item, "status").unwrap_or("<none>")
+}
+
+/// Waits until the capture's record has a final status and returns it.
+async fn final_record(stack: &StackInfo, capture_id: &str) -> Item {
+    let started = Instant::now();
+    loop {
+        if let Some(item) = capture_item(stack, capture_id).await
+            && matches!(status(&item), "COMPLETE" | "FAILED")
+        {
+            return item;
+        }
+        assert!(
+            started.elapsed() < SETTLE_LIMIT,
+            "capture {capture_id} did not reach a final status in {SETTLE_LIMIT:?}: {:?}",
+            capture_item(stack, capture_id).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn send_to_queue(stack: &StackInfo, body: &Value) -> String {
+    aws_sdk_sqs::Client::new(&aws(stack).await)
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(body.to_string())
+        .send()
+        .await
+        .expect("SendMessage against moto")
+        .message_id
+        .expect("SQS returns a message id")
+}
+
+/// An SQS event as Lambda's event source mapping sends it.
+fn sqs_event(stack: &StackInfo, messages: &[(&str, String)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(message_id, body)| {
+            json!({
+                "messageId": message_id,
+                "receiptHandle": format!("receipt-{message_id}"),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1764780000000",
+                    "SenderId": "AIDATESTPRODUCER",
+                    "ApproximateFirstReceiveTimestamp": "1764780000100"
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": stack.queue_arn,
+                "awsRegion": stack.region,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// Invokes the submitter through cargo lambda's invoke API, as the event source mapping does,
+/// and returns the message ids it asked to have retried.
+async fn invoke_submitter(stack: &StackInfo, event: &Value) -> Vec<String> {
+    let url = devstack::functions::invoke_url(&stack.lambda_url, "submitter");
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(event)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("invoke the submitter");
+    assert!(
+        response.status().is_success(),
+        "submitter invoke answered {}",
+        response.status()
+    );
+    let answer: Value = response.json().await.expect("submitter answers JSON");
+    answer["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an SqsBatchResponse: {answer}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn post_webhook(stack: &StackInfo, secret: Option<&str>, body: &str) -> reqwest::StatusCode {
+    let mut url = reqwest::Url::parse(&stack.webhook_url).expect("webhook URL");
+    if let Some(secret) = secret {
+        url.query_pairs_mut().append_pair("secret", secret);
+    }
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("call the webhook function")
+        .status()
+}
+
+async fn simulator_stats(stack: &StackInfo) -> Value {
+    reqwest::get(format!("{}/_sim/stats", stack.simulator_url))
+        .await
+        .expect("simulator stats")
+        .json()
+        .await
+        .expect("stats are JSON")
+}
+
+fn creates_for(stats: &Value, url: &str) -> u64 {
+    stats["createsByUrl"][url].as_u64().unwrap_or(0)
+}
+
+fn request(capture_id: &str, url: &str) -> CaptureRequest {
+    let body = json!({"captureId": capture_id, "url": url}).to_string();
+    CaptureRequest::parse(&body, &CaptureId::parse("unused").unwrap()).expect("valid request")
+}
+
+fn created(request_id: &str) -> CreatedCapture {
+    CreatedCapture {
+        request_id: RequestId::parse(request_id).unwrap(),
+        credits: Some(1.0),
+    }
+}
+
+fn complete(file_url: &str) -> Outcome {
+    Outcome::Complete {
+        file_url: Some(file_url.into()),
+        credits: Some(1.0),
+        duration_seconds: None,
+    }
+}
+
+// ---- The store's conditional writes, against DynamoDB in moto ----
+
+#[tokio::test]
+async fn claim_is_exclusive_until_it_is_released() {
+    let stack = shared_stack();
+    let store = store(stack).await;
+    let request = request(&unique("claim"), "https://example.com/claim");
+
+    assert_eq!(
+        store.claim(&request, "m1").await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    assert_eq!(
+        store.claim(&request, "m2").await.unwrap(),
+        Claim::HeldElsewhere
+    );
+
+    store
+        .release(&request.capture_id, &Failure::transient("PeekShot 503"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&request, "m3").await.unwrap(),
+        Claim::Claimed { attempt: 2 }
+    );
+
+    let record = capture_item(stack, request.capture_id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(status(&record), "QUEUED");
+    assert_eq!(
+        text(&record, "messageId"),
+        Some("m1"),
+        "the first message id is kept"
+    );
+    assert_eq!(text(&record, "lastError"), Some("transient: PeekShot 503"));
+}
+
+#[tokio::test]
+async fn capture_id_reused_for_another_page_is_a_conflict() {
+    let stack = shared_stack();
+    let store = store(stack).await;
+    let capture_id = unique("conflict");
+    let first = request(&capture_id, "https://example.com/one");
+    let second = request(&capture_id, "https://example.com/two");
+
+    assert_eq!(
+        store.claim(&first, "m1").await.unwrap(),
+        Claim::Claimed { attempt: 1 }
+    );
+    assert_eq!(store.claim(&second, "m2").await.unwrap(), Claim::Conflict);
+    let record = capture_item(stack, &capture_id).await.unwrap();
+    assert_eq!(text(&record, "url"), Some("https://example.com/one"));
+}
+
+#[tokio::test]
+async fn stored_request_id_makes_every_later_claim_a_duplicate() {
+    let stack = shared_stack();
+    let store = store(stack).await;
+    let request = request(&unique("stored"), "https://example.com/stored");
+    let request_id = unique("r");
+
+    store.claim(&request, "m1").await.unwrap();
+    let status = store
+        .store_request_id(&request.capture_id, &created(&request_id))
+        .await
+        .unwrap();
+    assert_eq!(status, CaptureStatus::Submitted);
+    assert_eq!(
+        store.claim(&request, "m2").await.unwrap(),
+        Claim::AlreadyHandled(CaptureStatus::Submitted)
+    );
+    let record = capture_item(stack, request.capture_id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(text(&record, "requestId"), Some(request_id.as_str()));
+    assert!(record.contains_key("submittedAt"));
+    assert!(
+        !record.contains_key("claimUntil"),
+        "the claim is dropped once submitted"
+    );
+}
+
+#[tokio::test]
+async fn outcome_that_arrives_first_is_applied_when_the_request_id_is_stored() {
+    let stack = shared_stack();
+    let store = store(stack).await;
+    let request = request(&unique("early"), "https://example.com/early");
+    let request_id = RequestId::parse(&unique("r")).unwrap();
+
+    store.claim(&request, "m1").await.unwrap();
+    let parked = store
+        .record_outcome(&request_id, &complete("https://files/early.png"))
+        .await;
+    assert_eq!(parked.unwrap(), Settlement::Parked);
+    assert_eq!(
+        status(
+            &capture_item(stack, request.capture_id.as_str())
+                .await
+                .unwrap()
+        ),
+        "QUEUED"
+    );
+
+    let created = CreatedCapture {
+        request_id: request_id.clone(),
+        credits: None,
+    };
+    let status = store
+        .store_request_id(&request.capture_id, &created)
+        .await
+        .unwrap();
+    assert_eq!(status, CaptureStatus::Complete);
+    let record = capture_item(stack, request.capture_id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(text(&record, "fileUrl"), Some("https://files/early.png"));
+    assert_eq!(text(&record, "requestId"), Some(request_id.as_str()));
+}
+
+#[tokio::test]
+async fn final_record_is_unchanged_by_repeated_or_contradicting_outcomes() {
+    let stack = shared_stack();
+    let store = store(stack).await;
+    let request = request(&unique("final"), "https://example.com/final");
+    let request_id = RequestId::parse(&unique("r")).unwrap();
+    store.claim(&request, "m1").await.unwrap();
+    let created = CreatedCapture {
+        request_id: request_id.clone(),
+        credits: None,
+    };
+    store
+        .store_request_id(&request.capture_id, &created)
+        .await
+        .unwrap();
+
+    let outcome = complete("https://files/final.png");
+    assert_eq!(
+        store.record_outcome(&request_id, &outcome).await.unwrap(),
+        Settlement::Applied(CaptureStatus::Complete)
+    );
+    let before = capture_item(stack, request.capture_id.as_str())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.record_outcome(&request_id, &outcome).await.unwrap(),
+        Settlement::AlreadyFinal(CaptureStatus::Complete)
+    );
+    let late_failure = Outcome::Failed {
+        reason: "late".into(),
+    };
+    assert_eq!(
+        store
+            .record_outcome(&request_id, &late_failure)
+            .await
+            .unwrap(),
+        Settlement::AlreadyFinal(CaptureStatus::Complete)
+    );
+    store
+        .fail_unsubmitted(&request.capture_id, "too late")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&request, "m2").await.unwrap(),
+        Claim::AlreadyHandled(CaptureStatus::Complete)
+    );
+
+    let after = capture_item(stack, request.capture_id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(before, after, "a final record never changes");
+}
+
+#[tokio::test]
+async fn invalid_message_is_recorded_once_and_never_overwrites_a_capture() {
+    let stack = shared_stack();
+    let store = store(stack).await;
+    let capture_id = CaptureId::parse(&unique("invalid")).unwrap();
+    let invalid = InvalidRequest {
+        capture_id: capture_id.clone(),
+        reason: "url: has no host".into(),
+    };
+
+    assert_eq!(
+        store
+            .record_invalid(&invalid, "m1", "{\"url\":\"http://\"}")
+            .await
+            .unwrap(),
+        Rejection::Recorded
+    );
+    let record = capture_item(stack, capture_id.as_str()).await.unwrap();
+    assert_eq!(status(&record), "FAILED");
+    assert_eq!(text(&record, "error"), Some("url: has no host"));
+    assert_eq!(text(&record, "rawBody"), Some("{\"url\":\"http://\"}"));
+
+    let valid = request(&unique("valid"), "https://example.com/");
+    store.claim(&valid, "m2").await.unwrap();
+    let clash = InvalidRequest {
+        capture_id: valid.capture_id.clone(),
+        reason: "x".into(),
+    };
+    assert_eq!(
+        store.record_invalid(&clash, "m3", "").await.unwrap(),
+        Rejection::CaptureIdTaken
+    );
+    assert_eq!(
+        status(
+            &capture_item(stack, valid.capture_id.as_str())
+                .await
+                .unwrap()
+        ),
+        "QUEUED"
+    );
+}
+
+// ---- The whole pipeline: queue, submitter, simulator, webhook, table ----
+
+#[tokio::test]
+async fn capture_sent_to_the_queue_ends_complete_with_the_simulators_file_url() {
+    let stack = shared_stack();
+    let capture_id = unique("e2e");
+    let url = format!("https://example.com/{capture_id}");
+    send_to_queue(
+        stack,
+        &json!({"captureId": capture_id, "url": url, "viewport": {"width": 1280, "height": 800},
+                "metadata": {"team": "tests"}}),
+    )
+    .await;
+
+    let record = final_record(stack, &capture_id).await;
+    assert_eq!(status(&record), "COMPLETE", "{record:?}");
+    let file_url = text(&record, "fileUrl").expect("a file URL");
+    assert!(file_url.starts_with(&stack.simulator_url), "{file_url}");
+    assert!(text(&record, "requestId").is_some());
+    assert!(record.contains_key("completedAt") && record.contains_key("expiresAt"));
+    assert_eq!(
+        record["metadata"].as_m().unwrap()["team"].as_s().unwrap(),
+        "tests"
+    );
+
+    let image = reqwest::get(file_url).await.expect("download the image");
+    assert_eq!(image.headers()["content-type"], "image/png");
+}
+
+#[tokio::test]
+async fn message_without_capture_id_is_keyed_by_its_sqs_message_id() {
+    let stack = shared_stack();
+    let url = format!("https://example.com/{}", unique("by-message-id"));
+    let message_id = send_to_queue(stack, &json!({"url": url})).await;
+    assert_eq!(status(&final_record(stack, &message_id).await), "COMPLETE");
+}
+
+#[tokio::test]
+async fn bot_blocked_url_ends_failed_with_peekshots_reason() {
+    let stack = shared_stack();
+    let capture_id = unique("blocked");
+    send_to_queue(
+        stack,
+        &json!({"captureId": capture_id, "url": "https://shop.bot-blocked.test/"}),
+    )
+    .await;
+
+    let record = final_record(stack, &capture_id).await;
+    assert_eq!(status(&record), "FAILED");
+    assert!(
+        text(&record, "error").unwrap().contains("bot protection"),
+        "{record:?}"
+    );
+    assert_eq!(text(&record, "errorKind"), Some("peekshot-failed"));
+}
+
+#[tokio::test]
+async fn invalid_messages_fail_with_a_named_reason_and_the_rest_of_the_batch_completes() {
+    let stack = shared_stack();
+    let good = unique("batch-good");
+    let not_json = unique("batch-not-json");
+    let local = unique("batch-local");
+    let unknown = unique("batch-unknown");
+    let event = sqs_event(
+        stack,
+        &[
+            (
+                &good,
+                json!({"captureId": good, "url": format!("https://example.com/{good}")})
+                    .to_string(),
+            ),
+            (&not_json, "this is not JSON {".to_owned()),
+            (
+                &local,
+                json!({"captureId": local, "url": "http://localhost:8080/admin"}).to_string(),
+            ),
+            (
+                &unknown,
+                json!({"url": "https://example.com/", "fullpage": true}).to_string(),
+            ),
+        ],
+    );
+
+    let retried = invoke_submitter(stack, &event).await;
+    assert!(retried.is_empty(), "nothing should be retried: {retried:?}");
+
+    let record = capture_item(stack, &not_json)
+        .await
+        .expect("a record for the non-JSON message");
+    assert_eq!(status(&record), "FAILED");
+    assert!(
+        text(&record, "error")
+            .unwrap()
+            .starts_with("body is not JSON")
+    );
+    let record = capture_item(stack, &local).await.unwrap();
+    assert_eq!(status(&record), "FAILED");
+    assert!(
+        text(&record, "error")
+            .unwrap()
+            .starts_with("url: host \"localhost\""),
+        "{record:?}"
+    );
+    let record = capture_item(stack, &unknown).await.unwrap();
+    assert!(
+        text(&record, "error").unwrap().contains("fullpage"),
+        "{record:?}"
+    );
+
+    assert_eq!(status(&final_record(stack, &good).await), "COMPLETE");
+}
+
+#[tokio::test]
+async fn redelivered_message_does_not_create_a_second_capture_at_peekshot() {
+    let stack = shared_stack();
+    let capture_id = unique("redelivered");
+    let url = format!("https://example.com/{capture_id}");
+    let body = json!({"captureId": capture_id, "url": url}).to_string();
+    let message_id = unique("msg");
+
+    let first = sqs_event(stack, &[(&message_id, body.clone())]);
+    assert!(invoke_submitter(stack, &first).await.is_empty());
+    assert!(
+        invoke_submitter(stack, &first).await.is_empty(),
+        "a redelivery is done, not retried"
+    );
+
+    let other_message = unique("msg");
+    let duplicate = sqs_event(stack, &[(&other_message, body)]);
+    assert!(invoke_submitter(stack, &duplicate).await.is_empty());
+
+    assert_eq!(status(&final_record(stack, &capture_id).await), "COMPLETE");
+    let stats = simulator_stats(stack).await;
+    assert_eq!(creates_for(&stats, &url), 1, "PeekShot saw: {stats}");
+}
+
+#[tokio::test]
+async fn webhook_delivered_before_the_request_id_is_stored_still_completes_the_capture() {
+    let stack = shared_stack();
+    let capture_id = unique("early-webhook");
+    // The simulator finishes captures of this reserved host at once and delivers their webhook
+    // before it answers the create, so the webhook always finds no stored request id.
+    send_to_queue(
+        stack,
+        &json!({"captureId": capture_id, "url": format!("https://early-webhook.test/{capture_id}")}),
+    )
+    .await;
+
+    let record = final_record(stack, &capture_id).await;
+    assert_eq!(status(&record), "COMPLETE", "{record:?}");
+    let request_id = text(&record, "requestId").expect("request id stored");
+    let request_item = item(stack, &format!("request#{request_id}")).await.unwrap();
+    assert!(
+        request_item.contains_key("outcome"),
+        "the outcome was parked first"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_webhook_changes_nothing() {
+    let stack = shared_stack();
+    let capture_id = unique("dup-webhook");
+    send_to_queue(
+        stack,
+        &json!({"captureId": capture_id, "url": format!("https://example.com/{capture_id}")}),
+    )
+    .await;
+    let before = final_record(stack, &capture_id).await;
+    let request_id = text(&before, "requestId").unwrap();
+    let body = json!({"data": {"requestId": request_id, "success": true,
+                               "fileUrl": "https://elsewhere.example/other.png"}})
+    .to_string();
+
+    assert_eq!(
+        post_webhook(stack, Some(&stack.webhook_secret), &body).await,
+        200
+    );
+    assert_eq!(capture_item(stack, &capture_id).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn complete_record_stays_complete_when_a_late_failed_webhook_arrives() {
+    let stack = shared_stack();
+    let capture_id = unique("late-failed");
+    send_to_queue(
+        stack,
+        &json!({"captureId": capture_id, "url": format!("https://example.com/{capture_id}")}),
+    )
+    .await;
+    let before = final_record(stack, &capture_id).await;
+    assert_eq!(status(&before), "COMPLETE");
+    let request_id = text(&before, "requestId").unwrap();
+    let body =
+        json!({"data": {"requestId": request_id, "success": false, "error": "late"}}).to_string();
+
+    assert_eq!(
+        post_webhook(stack, Some(&stack.webhook_secret), &body).await,
+        200
+    );
+    assert_eq!(capture_item(stack, &capture_id).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn webhook_with_a_wrong_or_missing_secret_gets_401_and_writes_nothing() {
+    let stack = shared_stack();
+    let request_id = unique("stranger");
+    let body =
+        json!({"data": {"requestId": request_id, "success": false, "error": "forged"}}).to_string();
+
+    assert_eq!(post_webhook(stack, None, &body).await, 401);
+    assert_eq!(
+        post_webhook(stack, Some("not-the-secret"), &body).await,
+        401
+    );
+    let almost = format!("{}x", stack.webhook_secret);
+    assert_eq!(post_webhook(stack, Some(&almost), &body).await, 401);
+    assert_eq!(item(stack, &format!("request#{request_id}")).await, None);
+
+    // The same forged call naming a real capture leaves that capture as it was.
+    let capture_id = unique("guarded");
+    send_to_queue(
+        stack,
+        &json!({"captureId": capture_id, "url": format!("https://example.com/{capture_id}")}),
+    )
+    .await;
+    let before = final_record(stack, &capture_id).await;
+    let real_request_id = text(&before, "requestId").unwrap();
+    let forged =
+        json!({"data": {"requestId": real_request_id, "success": false, "error": "forged"}});
+    assert_eq!(
+        post_webhook(stack, Some("wrong"), &forged.to_string()).await,
+        401
+    );
+    assert_eq!(capture_item(stack, &capture_id).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn malformed_webhook_gets_400_and_writes_nothing() {
+    let stack = shared_stack();
+    assert_eq!(
+        post_webhook(stack, Some(&stack.webhook_secret), "{not json").await,
+        400
+    );
+    let request_id = unique("no-status");
+    let body = json!({"data": {"success": true}, "requestIdentifier": request_id}).to_string();
+    assert_eq!(
+        post_webhook(stack, Some(&stack.webhook_secret), &body).await,
+        400
+    );
+    assert_eq!(item(stack, &format!("request#{request_id}")).await, None);
+}

@@ -22,7 +22,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
 
     let aws = capture_adapters::aws_config().await;
-    let config = SubmitterConfig::load(&ProcessEnv, &SsmSecrets::new(&aws)).await?;
+    let config = SubmitterConfig::load(&ProcessEnv, &SsmSecrets::new(&aws))
+        .await
+        .inspect_err(|problem| tracing::error!(%problem, "cannot start the submitter"))?;
     let submitter = Submitter {
         store: DynamoStore::new(&aws, &config.table, config.retention),
         peekshot: PeekShotClient::new(&config.peekshot)?,

@@ -24,7 +24,9 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
 
     let aws = capture_adapters::aws_config().await;
-    let config = WebhookConfig::load(&ProcessEnv, &SsmSecrets::new(&aws)).await?;
+    let config = WebhookConfig::load(&ProcessEnv, &SsmSecrets::new(&aws))
+        .await
+        .inspect_err(|problem| tracing::error!(%problem, "cannot start the webhook"))?;
     let store = DynamoStore::new(&aws, &config.table, config.retention);
     let secret = config.secret;
 
