@@ -677,3 +677,119 @@ async fn malformed_webhook_gets_400_and_writes_nothing() {
     );
     assert_eq!(item(stack, &format!("request#{request_id}")).await, None);
 }
+
+// ---- The sample events in events/, as `cargo lambda invoke --data-file` sends them ----
+
+/// An API Gateway HTTP API event from `events/`, with this stack's secret (unless it is the
+/// bad-secret sample) and a fresh request id, so the test touches no other test's records.
+fn sample_webhook_event(stack: &StackInfo, file: &str, request_id: &str) -> Value {
+    let path = format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR"));
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    if file != "webhook-bad-secret.json" {
+        event["queryStringParameters"]["secret"] = json!(stack.webhook_secret);
+        event["rawQueryString"] = json!(format!("secret={}", stack.webhook_secret));
+    }
+    let base64 = event["isBase64Encoded"].as_bool().unwrap_or(false);
+    let body = event["body"].as_str().unwrap();
+    let mut payload: Value = if base64 {
+        serde_json::from_slice(&decode_base64(body)).unwrap()
+    } else {
+        serde_json::from_str(body).unwrap()
+    };
+    payload["data"]["requestId"] = json!(request_id);
+    let body = payload.to_string();
+    event["body"] = json!(if base64 {
+        encode_base64(body.as_bytes())
+    } else {
+        body
+    });
+    event
+}
+
+async fn invoke_webhook(stack: &StackInfo, event: &Value) -> u64 {
+    let url = devstack::functions::invoke_url(&stack.lambda_url, "webhook");
+    let answer: Value = reqwest::Client::new()
+        .post(url)
+        .json(event)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("invoke the webhook")
+        .json()
+        .await
+        .expect("an API Gateway response");
+    answer["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no statusCode in {answer}"))
+}
+
+#[tokio::test]
+async fn sample_webhook_events_are_accepted_plain_and_base64_encoded() {
+    let stack = shared_stack();
+    for file in [
+        "webhook-completed.json",
+        "webhook-completed-base64.json",
+        "webhook-failed.json",
+    ] {
+        let request_id = unique("sample");
+        let event = sample_webhook_event(stack, file, &request_id);
+        assert_eq!(invoke_webhook(stack, &event).await, 200, "{file}");
+        let parked = item(stack, &format!("request#{request_id}"))
+            .await
+            .expect(file);
+        let expected = if file.contains("failed") {
+            "FAILED"
+        } else {
+            "COMPLETE"
+        };
+        assert_eq!(
+            parked["outcome"].as_m().unwrap()["status"].as_s().unwrap(),
+            expected,
+            "{file}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sample_bad_secret_event_gets_401_and_writes_nothing() {
+    let stack = shared_stack();
+    let request_id = unique("sample-bad");
+    let event = sample_webhook_event(stack, "webhook-bad-secret.json", &request_id);
+    assert_eq!(invoke_webhook(stack, &event).await, 401);
+    assert_eq!(item(stack, &format!("request#{request_id}")).await, None);
+}
+
+#[tokio::test]
+async fn sample_sqs_event_is_handled_without_retries() {
+    let stack = shared_stack();
+    let path = format!(
+        "{}/events/sqs-capture-batch.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Fresh message ids and capture ids, so this run's records are its own.
+    let suffix = unique("sample");
+    for record in event["Records"].as_array_mut().unwrap() {
+        let message_id = format!("{}-{suffix}", record["messageId"].as_str().unwrap());
+        record["messageId"] = json!(message_id);
+        if let Ok(mut body) = serde_json::from_str::<Value>(record["body"].as_str().unwrap()) {
+            if let Some(id) = body.get("captureId").and_then(Value::as_str) {
+                body["captureId"] = json!(format!("{id}-{suffix}"));
+            }
+            record["body"] = json!(body.to_string());
+        }
+    }
+    assert!(invoke_submitter(stack, &event).await.is_empty());
+}
+
+fn encode_base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("valid base64")
+}

@@ -493,6 +493,28 @@ mod tests {
     }
 
     #[test]
+    fn json_schema_lists_exactly_the_fields_the_parser_accepts() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/capture-request.schema.json"))
+                .expect("the schema is JSON");
+        let documented: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+
+        // serde names every accepted field when it meets an unknown one.
+        let why = reason(r#"{"url": "https://example.com", "zzz": 1}"#);
+        let (_, expected) = why.split_once("expected one of").expect(&why);
+        let mut accepted: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let mut documented = documented;
+        accepted.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(accepted, documented);
+    }
+
+    #[test]
     fn unknown_viewport_field_is_an_error() {
         let why = reason(
             r#"{"url": "https://example.com", "viewport": {"width": 800, "height": 600, "depth": 2}}"#,
