@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use devstack::stack::Stack;
-use devstack::{StackOptions, demo};
+use devstack::{StackOptions, demo, functions};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -104,8 +104,21 @@ fn default_workspace() -> PathBuf {
     manifest.ancestors().nth(2).unwrap_or(manifest).to_owned()
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // cargo lambda watch runs this binary as its `cargo` (see devstack::functions).
+    if let Some(real_cargo) = std::env::var_os(functions::CARGO_SHIM_ENV) {
+        return functions::run_cargo_shim(real_cargo);
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            eprintln!("devstack: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

@@ -40,6 +40,7 @@ pub async fn start(workspace: &Path, port: u16, echo: bool) -> Result<Moto, Chil
         current_dir: workspace.to_owned(),
         echo,
         ready_line: None,
+        redact: Vec::new(),
     })?;
     let url = format!("http://127.0.0.1:{port}");
 

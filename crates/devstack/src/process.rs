@@ -42,6 +42,10 @@ pub struct ChildCommand {
     /// A prefix of the stdout line that means "ready"; [`ChildProcess::spawn`] then hands
     /// back a receiver for the first such line.
     pub ready_line: Option<String>,
+    /// Values replaced by `<redacted>` in every output line we echo or keep, so that a child
+    /// that logs its environment (watch's file watcher does, at info) cannot put this run's
+    /// secrets into our log.
+    pub redact: Vec<String>,
 }
 
 /// Why a child could not be started or did not become ready.
@@ -177,23 +181,23 @@ impl ChildProcess {
             }
             None => (None, None),
         };
+        let output = Output {
+            name: command.name,
+            echo: command.echo,
+            tail: tail.clone(),
+            redact: Arc::new(
+                command
+                    .redact
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+        };
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(read_lines(
-                stdout,
-                command.name,
-                command.echo,
-                tail.clone(),
-                ready_tx,
-            ));
+            tokio::spawn(read_lines(stdout, output.clone(), ready_tx));
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(read_lines(
-                stderr,
-                command.name,
-                command.echo,
-                tail.clone(),
-                None,
-            ));
+            tokio::spawn(read_lines(stderr, output, None));
         }
 
         let (exit_tx, exit_rx) = watch::channel(None);
@@ -309,11 +313,18 @@ fn kill_all(leader: i32, family: &[Process]) {
     }
 }
 
-async fn read_lines(
-    stream: impl AsyncRead + Unpin,
+/// Where a child's output lines go.
+#[derive(Clone)]
+struct Output {
     name: &'static str,
     echo: bool,
     tail: OutputTail,
+    redact: Arc<Vec<String>>,
+}
+
+async fn read_lines(
+    stream: impl AsyncRead + Unpin,
+    output: Output,
     mut ready: Option<(String, oneshot::Sender<String>)>,
 ) {
     let mut reader = BufReader::new(stream);
@@ -324,19 +335,22 @@ async fn read_lines(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let line = String::from_utf8_lossy(&buffer).trim_end().to_owned();
-        if echo {
-            eprintln!("[{name}] {line}");
-        }
-        if ready
-            .as_ref()
-            .is_some_and(|(prefix, _)| line.starts_with(prefix.as_str()))
-        {
-            if let Some((_, sender)) = ready.take() {
-                let _ = sender.send(line.clone());
+        let mut line = String::from_utf8_lossy(&buffer).trim_end().to_owned();
+        for secret in output.redact.iter() {
+            if line.contains(secret.as_str()) {
+                line = line.replace(secret.as_str(), "<redacted>");
             }
         }
-        tail.push(line);
+        if output.echo {
+            eprintln!("[{}] {line}", output.name);
+        }
+        let is_ready_line = ready
+            .as_ref()
+            .is_some_and(|(prefix, _)| line.starts_with(prefix.as_str()));
+        if is_ready_line && let Some((_, sender)) = ready.take() {
+            let _ = sender.send(line.clone());
+        }
+        output.tail.push(line);
     }
 }
 
@@ -420,7 +434,22 @@ mod tests {
             current_dir: std::env::temp_dir(),
             echo: false,
             ready_line: Some("ready".into()),
+            redact: vec!["s3cret".into()],
         }
+    }
+
+    #[tokio::test]
+    async fn secrets_never_reach_the_kept_output() {
+        let (child, ready) =
+            ChildProcess::spawn(shell("leaky", "echo KEY=s3cret >&2; exit 1")).expect("spawn");
+        let err = child
+            .ready(ready.expect("receiver"), Duration::from_secs(10))
+            .await;
+        let text = err.expect_err("exits").to_string();
+        assert!(
+            text.contains("KEY=<redacted>") && !text.contains("s3cret"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -37,6 +37,14 @@ pub struct SimulatorSettings {
     pub complete_after_ms: u64,
 }
 
+impl SimulatorSettings {
+    /// The values its output must not show: the API key and the webhook URL's secret.
+    fn secrets(&self) -> Vec<String> {
+        let query = self.webhook_url.split_once('?').map(|(_, q)| q.to_owned());
+        std::iter::once(self.api_key.clone()).chain(query).collect()
+    }
+}
+
 /// The simulator binary built by `cargo build -p peekshot-sim`.
 pub fn simulator_path(target_dir: &Path) -> PathBuf {
     target_dir.join("debug/peekshot-sim")
@@ -74,6 +82,7 @@ pub async fn start(
         current_dir: workspace.to_owned(),
         echo: true,
         ready_line: Some(READY_PREFIX.to_owned()),
+        redact: settings.secrets(),
     })?;
     let Some(ready) = ready else {
         return Err(process.not_ready(Duration::ZERO));

@@ -186,7 +186,8 @@ impl Stack {
         };
 
         let env = function_environment(&info, &resources.secret_parameters);
-        let functions = functions::start_watch(workspace, lambda_port, env).await?;
+        let redact = vec![info.api_key.clone(), info.webhook_secret.clone()];
+        let functions = functions::start_watch(workspace, lambda_port, env, redact).await?;
         functions::warm_up(&lambda_url).await;
         tracing::info!(url = %lambda_url, "both functions are up under cargo lambda watch");
 
