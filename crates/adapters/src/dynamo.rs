@@ -39,6 +39,20 @@ type Item = HashMap<String, AttributeValue>;
 /// attempt that died leaves a claim that simply expires.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
 
+/// The sparse index that lists SUBMITTED captures by submission time, for the reconciler: only
+/// SUBMITTED captures carry its key attributes (`awaitingShard`, `submittedAtMs`), and leaving
+/// SUBMITTED removes them. The partition key is spread over [`AWAITING_SHARDS`] values so that
+/// no single partition takes every write.
+pub const AWAITING_INDEX: &str = "awaiting-webhook";
+/// How many partition key values [`AWAITING_INDEX`] spreads SUBMITTED captures over.
+pub const AWAITING_SHARDS: u32 = 4;
+
+/// The [`AWAITING_INDEX`] partition a capture belongs to.
+pub fn awaiting_shard(capture_id: &str) -> String {
+    let digest = Sha256::digest(capture_id.as_bytes());
+    (u32::from(digest[0]) % AWAITING_SHARDS).to_string()
+}
+
 /// Longest part of an invalid message body kept on its FAILED record, so that nothing a
 /// producer sent is lost while the item stays far below DynamoDB's 400 KB limit.
 pub const MAX_KEPT_BODY_BYTES: usize = 16 * 1024;
@@ -56,8 +70,8 @@ pub fn request_key(request_id: &str) -> String {
 /// The DynamoDB-backed [`CaptureStore`].
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
     retention: Duration,
 }
 
@@ -118,6 +132,8 @@ impl DynamoStore {
             }
         }
         update.remove("claimUntil");
+        update.remove("awaitingShard");
+        update.remove("submittedAtMs");
         let condition = update.status_in(CaptureStatus::predecessors(final_status));
 
         let result = self
@@ -368,12 +384,15 @@ impl CaptureStore for DynamoStore {
         }
 
         let mut update = Update::new(
-            "SET #status = :submitted, requestId = :rid, submittedAt = :now, updatedAt = :now",
+            "SET #status = :submitted, requestId = :rid, submittedAt = :now, updatedAt = :now, \
+             awaitingShard = :shard, submittedAtMs = :nowms",
         );
         update.name("#status", "status");
         update.value(":submitted", s(CaptureStatus::Submitted.as_str()));
         update.value(":rid", s(request_id.as_str()));
         update.value(":now", s(&rfc3339(now)));
+        update.value(":shard", s(&awaiting_shard(capture_id.as_str())));
+        update.value(":nowms", number(epoch_millis(now)));
         update.set_optional("creditsRequired", created.credits.map(float));
         update.remove("claimUntil");
         let condition = update.status_in(CaptureStatus::predecessors(CaptureStatus::Submitted));

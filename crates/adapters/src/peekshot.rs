@@ -20,9 +20,10 @@ const MAX_REASON_LEN: usize = 300;
 /// Talks to PeekShot. Built once per cold start; the inner `reqwest::Client` pools connections.
 #[derive(Debug, Clone)]
 pub struct PeekShotClient {
-    http: reqwest::Client,
-    screenshots: Url,
-    project_id: String,
+    pub(crate) http: reqwest::Client,
+    /// `{base}/api/v1/screenshots`: create, read (`/{id}`) and list share it.
+    pub(crate) screenshots: Url,
+    pub(crate) project_id: String,
 }
 
 /// Why the client could not be built.
