@@ -11,10 +11,12 @@
 //! - [`webhook`]: PeekShot's webhook payload, read tolerantly.
 //! - [`ports`]: the store and PeekShot traits.
 //! - [`submit`]: one message and one batch through validation, claim, create and store.
+//! - [`reconcile`]: lost webhooks: captures left SUBMITTED, settled from PeekShot's read endpoint.
 
 pub mod failure;
 pub mod lifecycle;
 pub mod ports;
+pub mod reconcile;
 pub mod request;
 pub mod submit;
 pub mod webhook;
@@ -23,6 +25,10 @@ pub use failure::{Failure, FailureClass};
 pub use lifecycle::{CaptureStatus, Outcome};
 pub use ports::{
     CaptureStore, Claim, CreatedCapture, Rejection, RequestId, ScreenshotApi, Settlement,
+};
+pub use reconcile::{
+    AwaitingCapture, ReadAnswer, ReconcilePolicy, Reconciled, RunReport, ScreenshotStatus,
+    StaleCaptures, TIMED_OUT_REASON, reconcile,
 };
 pub use request::{CaptureId, CaptureOptions, CaptureRequest, FileType, InvalidRequest, Viewport};
 pub use submit::{BatchReport, Done, QueuedMessage, Verdict, submit_batch, submit_message};

@@ -57,6 +57,16 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookNotice, WebhookError> {
     };
 
     let request_id = request_id(fields)?;
+    Ok(WebhookNotice {
+        request_id,
+        progress: progress_of(fields),
+    })
+}
+
+/// How far a capture got, from the fields PeekShot reports it with: a webhook's `data`, or the
+/// record its read endpoint answers. Both spell the same things in the same few ways, so the
+/// webhook and the reconciler read them with this one function and reach the same outcome.
+pub(crate) fn progress_of(fields: &Map<String, Value>) -> Progress {
     let status = string(fields, &["status"]).map(|s| s.to_ascii_uppercase());
     let success = boolean(fields, "success");
 
@@ -67,7 +77,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookNotice, WebhookError> {
         _ => None,
     };
 
-    let progress = match finished_ok {
+    match finished_ok {
         Some(true) => Progress::Finished(Outcome::Complete {
             file_url: string(fields, &["fileUrl", "screenshotUrl", "file_url"]),
             credits: number(fields, &["creditsRequired", "creditRequired", "credits"]),
@@ -78,12 +88,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookNotice, WebhookError> {
                 .unwrap_or_else(|| "PeekShot reported the capture failed without a reason".into()),
         }),
         None => Progress::InProgress(status.unwrap_or_else(|| "UNKNOWN".to_owned())),
-    };
-
-    Ok(WebhookNotice {
-        request_id,
-        progress,
-    })
+    }
 }
 
 fn request_id(fields: &Map<String, Value>) -> Result<RequestId, WebhookError> {
