@@ -88,6 +88,7 @@ pub async fn prebuild(workspace: &Path, packages: &[&str]) -> anyhow::Result<()>
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            .kill_on_drop(true)
             .status()
             .await
             .with_context(|| format!("running cargo build -p {package}"))?;

@@ -222,10 +222,7 @@ async fn finish(stack: Stack, stop: Stop) -> anyhow::Result<ExitCode> {
             tracing::info!(reason, "stopping the local stack");
             ExitCode::SUCCESS
         }
-        Stop::Failed(report) => {
-            tracing::error!("{report}");
-            ExitCode::FAILURE
-        }
+        Stop::Failed(_) => ExitCode::FAILURE,
     };
     stack.down().await;
     if let Stop::Failed(report) = stop {

@@ -7,6 +7,8 @@
 //! [`ChildProcess::stop`] also notes the child's descendants (from `/proc`, which makes this
 //! module Linux-only) before it sends SIGTERM, and SIGKILLs whichever of them is still there
 //! after the grace period. A child that is dropped without `stop` gets SIGKILL straight away.
+//! Descendants are found through their parents, so a grandchild whose parent died first (a
+//! function left behind by a crashed watch, say) is no longer found and must be ended by hand.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;

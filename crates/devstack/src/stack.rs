@@ -260,6 +260,7 @@ pub fn function_environment(
 ) -> Vec<(String, String)> {
     let mut env = vec![
         ("CAPTURE_TABLE", info.table_name.clone()),
+        ("CAPTURE_QUEUE_URL", info.queue_url.clone()),
         ("PEEKSHOT_BASE_URL", info.simulator_url.clone()),
         ("PEEKSHOT_PROJECT_ID", info.project_id.clone()),
         ("PEEKSHOT_API_KEY", info.api_key.clone()),
