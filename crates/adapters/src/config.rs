@@ -1,4 +1,4 @@
-//! Configuration of both functions, read once per cold start from environment variables, with
+//! Configuration of the functions, read once per cold start from environment variables, with
 //! the two secrets fetched from SSM Parameter Store.
 //!
 //! Deployed, the template sets `PEEKSHOT_API_KEY_PARAMETER` and `WEBHOOK_SECRET_PARAMETER` to
@@ -12,6 +12,12 @@ use std::time::Duration;
 use url::Url;
 
 use crate::secret::{Secret, SecretError, SecretSource};
+
+mod reconciler;
+pub use reconciler::{
+    DEFAULT_RECONCILE_AFTER, DEFAULT_RECONCILE_CONCURRENCY, DEFAULT_RECONCILE_GIVE_UP,
+    DEFAULT_RECONCILE_MAX_PER_RUN, RECONCILER_REQUIRED_ENV, ReconcilerConfig,
+};
 
 /// Variables a deployment must set for the submitter (the template test checks them).
 pub const SUBMITTER_REQUIRED_ENV: &[&str] = &[

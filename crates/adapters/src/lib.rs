@@ -1,12 +1,16 @@
 //! Adapters that connect the capture domain to the outside: PeekShot over HTTP
-//! ([`peekshot`]), the DynamoDB table ([`dynamo`]), and the functions' configuration with its
-//! secrets ([`config`], [`secret`]). Both Lambda binaries build these once per cold start.
+//! ([`peekshot`], and its read endpoint in [`peekshot_read`]), the DynamoDB table ([`dynamo`],
+//! and the reconciler's listing in [`awaiting`]), and the functions' configuration with its
+//! secrets ([`config`], [`secret`]). Each Lambda binary builds these once per cold start.
 
+pub mod awaiting;
 pub mod config;
 pub mod dynamo;
 pub mod peekshot;
+pub mod peekshot_read;
 pub mod secret;
 
+pub use config::ReconcilerConfig;
 pub use config::{Env, ProcessEnv, SubmitterConfig, WebhookConfig};
 pub use dynamo::DynamoStore;
 pub use peekshot::PeekShotClient;
