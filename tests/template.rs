@@ -41,6 +41,18 @@ fn webhook_required_env() -> &'static [&'static str] {
     capture_adapters::config::WEBHOOK_REQUIRED_ENV
 }
 
+/// Variables the reconciler binary cannot start without, from the code's own list.
+fn reconciler_required_env() -> &'static [&'static str] {
+    capture_adapters::config::RECONCILER_REQUIRED_ENV
+}
+
+/// Every function of the template with the workspace binary it runs.
+const FUNCTIONS: &[(&str, &str)] = &[
+    ("SubmitterFunction", "submitter"),
+    ("WebhookFunction", "webhook"),
+    ("ReconcilerFunction", "reconciler"),
+];
+
 /// Variables that carry a secret's value. The code accepts them for local runs only; deployed,
 /// the functions read the value from SSM through the `*_PARAMETER` name instead.
 fn local_only_secret_env() -> &'static [&'static str] {
@@ -136,22 +148,63 @@ fn queue_and_table_names_derive_from_the_stack_name() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn capture_table_is_keyed_by_pk_alone_and_billed_on_demand() {
+fn capture_table_is_keyed_by_pk_and_billed_on_demand() {
     let table = properties("CaptureTable");
 
     assert_eq!(
         table["KeySchema"],
         json!([{ "AttributeName": "pk", "KeyType": "HASH" }])
     );
-    assert_eq!(
-        table["AttributeDefinitions"],
-        json!([{ "AttributeName": "pk", "AttributeType": "S" }])
+    assert!(
+        as_list(&table["AttributeDefinitions"])
+            .contains(&json!({ "AttributeName": "pk", "AttributeType": "S" })),
+        "pk must be defined as a string"
     );
     assert_eq!(table["BillingMode"], json!("PAY_PER_REQUEST"));
     assert!(
-        table.get("GlobalSecondaryIndexes").is_none()
-            && table.get("LocalSecondaryIndexes").is_none(),
-        "every lookup is by pk; an index would only cost writes"
+        table.get("LocalSecondaryIndexes").is_none(),
+        "a local secondary index needs a sort key on the table, which has none"
+    );
+}
+
+/// The store writes `awaitingShard` (S) and `submittedAtMs` (N) on SUBMITTED captures only,
+/// and the reconciler queries them by name; the index must be keyed exactly so, and must hold
+/// the attributes the reconciler reads from it.
+#[test]
+fn the_only_index_is_the_sparse_awaiting_webhook_index_the_reconciler_queries() {
+    let table = properties("CaptureTable");
+    let indexes = as_list(&table["GlobalSecondaryIndexes"]);
+    assert_eq!(indexes.len(), 1, "one index, awaiting-webhook: {indexes:?}");
+    let index = &indexes[0];
+
+    assert_eq!(
+        index["IndexName"],
+        json!(capture_adapters::dynamo::AWAITING_INDEX)
+    );
+    assert_eq!(
+        index["KeySchema"],
+        json!([
+            { "AttributeName": "awaitingShard", "KeyType": "HASH" },
+            { "AttributeName": "submittedAtMs", "KeyType": "RANGE" },
+        ])
+    );
+    let definitions = as_list(&table["AttributeDefinitions"]);
+    for (name, kind) in [("awaitingShard", "S"), ("submittedAtMs", "N")] {
+        assert!(
+            definitions.contains(&json!({ "AttributeName": name, "AttributeType": kind })),
+            "{name} must be defined with type {kind}"
+        );
+    }
+
+    let projection = &index["Projection"];
+    let projected = as_list(&projection["NonKeyAttributes"]);
+    assert!(
+        projection["ProjectionType"] == json!("ALL")
+            || (projection["ProjectionType"] == json!("INCLUDE")
+                && ["captureId", "requestId"]
+                    .iter()
+                    .all(|name| projected.contains(&json!(name)))),
+        "the reconciler reads captureId and requestId from the index: {projection}"
     );
 }
 
@@ -185,10 +238,7 @@ fn capture_table_deletion_protection_is_a_parameter_that_defaults_to_on() {
 
 #[test]
 fn functions_are_the_workspace_binaries_built_by_cargo_lambda() {
-    for (function, binary) in [
-        ("SubmitterFunction", "submitter"),
-        ("WebhookFunction", "webhook"),
-    ] {
+    for &(function, binary) in FUNCTIONS {
         let resource = resource(function);
         let props = &resource["Properties"];
 
@@ -261,7 +311,7 @@ fn sam_build_can_select_each_function_binary_from_the_workspace_root() {
         .unwrap_or_default();
     let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
 
-    for binary in ["submitter", "webhook"] {
+    for &(_, binary) in FUNCTIONS {
         let package = packages.iter().find(|package| {
             as_list(&package["targets"]).iter().any(|target| {
                 target["name"] == json!(binary) && as_list(&target["kind"]).contains(&json!("bin"))
@@ -285,7 +335,7 @@ fn functions_share_the_architecture_parameter_and_trace_actively() {
     assert_eq!(architecture["Default"], json!("x86_64"));
     assert_eq!(architecture["AllowedValues"], json!(["x86_64", "arm64"]));
 
-    for function in ["SubmitterFunction", "WebhookFunction"] {
+    for &(function, _) in FUNCTIONS {
         let props = properties(function);
         assert_eq!(
             props["Architectures"],
@@ -304,6 +354,19 @@ fn submitter_environment_sets_every_variable_the_submitter_requires() {
 #[test]
 fn webhook_environment_sets_every_variable_the_webhook_requires() {
     assert_sets_every_required_variable("WebhookFunction", webhook_required_env());
+}
+
+#[test]
+fn reconciler_environment_sets_every_variable_the_reconciler_requires() {
+    assert_sets_every_required_variable("ReconcilerFunction", reconciler_required_env());
+
+    let reconciler = environment("ReconcilerFunction");
+    assert_eq!(reconciler["CAPTURE_TABLE"], reference("CaptureTable"));
+    assert_eq!(
+        reconciler["PEEKSHOT_API_KEY_PARAMETER"],
+        environment("SubmitterFunction")["PEEKSHOT_API_KEY_PARAMETER"],
+        "the reconciler reads with the submitter's API key"
+    );
 }
 
 #[test]
@@ -381,6 +444,36 @@ fn every_tunable_parameter_reaches_the_function_that_reads_it() {
             "CaptureRetentionDays",
             json!(30),
         ),
+        (
+            "ReconcilerFunction",
+            "PEEKSHOT_BASE_URL",
+            "PeekShotBaseUrl",
+            json!("https://api.peekshot.com"),
+        ),
+        (
+            "ReconcilerFunction",
+            "CAPTURE_RETENTION_DAYS",
+            "CaptureRetentionDays",
+            json!(30),
+        ),
+        (
+            "ReconcilerFunction",
+            "RECONCILE_AFTER_SECONDS",
+            "ReconcileAfterSeconds",
+            json!(capture_adapters::config::DEFAULT_RECONCILE_AFTER.as_secs()),
+        ),
+        (
+            "ReconcilerFunction",
+            "RECONCILE_GIVE_UP_SECONDS",
+            "ReconcileGiveUpSeconds",
+            json!(capture_adapters::config::DEFAULT_RECONCILE_GIVE_UP.as_secs()),
+        ),
+        (
+            "ReconcilerFunction",
+            "RECONCILE_CONCURRENCY",
+            "ReconcileConcurrency",
+            json!(capture_adapters::config::DEFAULT_RECONCILE_CONCURRENCY),
+        ),
     ];
 
     for (function, variable, parameter_name, default) in wiring {
@@ -396,7 +489,7 @@ fn every_tunable_parameter_reaches_the_function_that_reads_it() {
         );
     }
 
-    for function in ["SubmitterFunction", "WebhookFunction"] {
+    for &(function, _) in FUNCTIONS {
         assert_eq!(
             environment(function)["RUST_LOG"],
             json!("info"),
@@ -444,7 +537,7 @@ fn submitter_concurrency_is_capped_by_a_parameter_to_respect_peekshots_rate_limi
 
 #[test]
 fn function_logs_go_to_log_groups_kept_for_the_retention_parameter() {
-    for function in ["SubmitterFunction", "WebhookFunction"] {
+    for &(function, _) in FUNCTIONS {
         let log_group = properties(function)["LoggingConfig"]["LogGroup"]["Ref"]
             .as_str()
             .unwrap_or_else(|| panic!("{function} LoggingConfig.LogGroup must !Ref a log group"))
@@ -550,6 +643,7 @@ fn each_function_may_read_only_the_secret_parameter_its_environment_names() {
     let expected = [
         ("SubmitterFunction", "PEEKSHOT_API_KEY_PARAMETER"),
         ("WebhookFunction", "WEBHOOK_SECRET_PARAMETER"),
+        ("ReconcilerFunction", "PEEKSHOT_API_KEY_PARAMETER"),
     ];
 
     for (function, variable) in expected {
@@ -641,6 +735,87 @@ fn data_access_is_item_reads_and_writes_on_the_capture_table_and_queue() {
     }
 }
 
+/// The reconciler lists candidates from the awaiting-webhook index and finishes them with the
+/// webhook's conditional updates: it may query that index and update items, nothing else. No
+/// function may scan the table.
+#[test]
+fn reconciler_may_query_only_the_awaiting_webhook_index_and_update_items() {
+    let index_arn = json!({
+        "Fn::Sub": format!(
+            "${{CaptureTable.Arn}}/index/{}",
+            capture_adapters::dynamo::AWAITING_INDEX
+        )
+    });
+    let item_actions =
+        BTreeSet::from(["dynamodb:GetItem", "dynamodb:UpdateItem"].map(String::from));
+    let mut queries = 0;
+
+    for statement in statements_of_function("ReconcilerFunction") {
+        let actions = actions(&statement);
+        if !actions.iter().any(|action| action.starts_with("dynamodb:")) {
+            continue;
+        }
+        if actions.contains("dynamodb:Query") {
+            queries += 1;
+            assert_eq!(
+                actions,
+                BTreeSet::from(["dynamodb:Query".to_owned()]),
+                "Query gets a statement of its own, limited to the index"
+            );
+            assert_eq!(resources(&statement), vec![index_arn.clone()]);
+        } else {
+            assert!(actions.is_subset(&item_actions), "{actions:?}");
+            assert_eq!(resources(&statement), vec![get_att("CaptureTable", "Arn")]);
+        }
+    }
+    assert_eq!(
+        queries, 1,
+        "the reconciler must be allowed to query the index"
+    );
+
+    for (owner, statement) in all_statements() {
+        assert!(
+            !actions(&statement).contains("dynamodb:Scan"),
+            "{owner} may scan the capture table"
+        );
+    }
+}
+
+#[test]
+fn reconciler_runs_on_a_schedule_whose_interval_is_a_parameter() {
+    let events: Vec<Value> = properties("ReconcilerFunction")["Events"]
+        .as_object()
+        .map(|events| events.values().cloned().collect())
+        .unwrap_or_default();
+    let schedules: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["Type"] == json!("Schedule") || event["Type"] == json!("ScheduleV2"))
+        .map(|event| &event["Properties"])
+        .collect();
+    assert_eq!(schedules.len(), 1, "ReconcilerFunction needs one schedule");
+
+    let expression = schedules[0]["Schedule"].to_string();
+    assert!(
+        expression.contains("${ReconcileIntervalMinutes}"),
+        "the schedule must use the ReconcileIntervalMinutes parameter: {expression}"
+    );
+    let interval = parameter("ReconcileIntervalMinutes");
+    assert_eq!(number(&interval["Default"]), 5.0);
+
+    // A run that outlasts the interval would overlap the next one; harmless, since every write
+    // is conditional, but it reads PeekShot twice for nothing.
+    let timeout = number(&properties("ReconcilerFunction")["Timeout"]);
+    assert!(
+        timeout <= 60.0 * number(&interval["MinValue"]),
+        "Timeout {timeout} s exceeds the shortest interval"
+    );
+    assert!(
+        number(&parameter("ReconcileGiveUpSeconds")["Default"])
+            > number(&parameter("ReconcileAfterSeconds")["Default"]),
+        "captures must not time out before the reconciler asks about them"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Webhook API.
 // ---------------------------------------------------------------------------------------------
@@ -725,6 +900,13 @@ fn every_operational_alarm_exists_and_notifies_the_alarm_topic() {
             "Errors",
             "FunctionName",
             reference("WebhookFunction"),
+            json!(0),
+        ),
+        (
+            "AWS/Lambda",
+            "Errors",
+            "FunctionName",
+            reference("ReconcilerFunction"),
             json!(0),
         ),
         (
@@ -817,7 +999,7 @@ fn errors_logged_by_each_function_raise_an_alarm() {
     let filters = resources_of_type("AWS::Logs::MetricFilter");
     let alarms = resources_of_type("AWS::CloudWatch::Alarm");
 
-    for function in ["SubmitterFunction", "WebhookFunction"] {
+    for &(function, _) in FUNCTIONS {
         let log_group = &properties(function)["LoggingConfig"]["LogGroup"];
         let Some((id, filter)) = filters
             .iter()
