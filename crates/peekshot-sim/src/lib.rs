@@ -43,7 +43,10 @@
 //! One whose host is `early-webhook.test` (or a subdomain) completes at once,
 //! and its webhook is delivered and answered before the create request gets
 //! its 201, so a test can prove that a webhook arriving before the submitter
-//! stored the request id is not lost. See [`reserved`].
+//! stored the request id is not lost. One whose host is `lost-webhook.test`
+//! completes as usual but never sends its webhook, so a test can prove that a
+//! lost webhook is recovered through the read endpoint without raising the
+//! lost-webhook fault rate for everyone. See [`reserved`].
 //!
 //! # Example
 //!

@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | `bot-blocked.test` | the capture ends FAILED with [`BOT_PROTECTION_REASON`] |
 //! | `early-webhook.test` | the capture completes at once and its webhook is delivered, and its answer awaited, before the create request is answered |
+//! | `lost-webhook.test` | the capture completes normally but its webhook is never sent, so only PeekShot's read endpoint tells the outcome |
 //!
 //! `.test` is reserved by RFC 2606 and never resolves, so no real site can be
 //! mistaken for one of these. Any other host completes normally (the simulator
@@ -19,6 +20,9 @@ pub const BOT_BLOCKED_HOST: &str = "bot-blocked.test";
 /// The host whose webhook arrives before the create answer.
 pub const EARLY_WEBHOOK_HOST: &str = "early-webhook.test";
 
+/// The host whose captures complete but whose webhook is never sent.
+pub const LOST_WEBHOOK_HOST: &str = "lost-webhook.test";
+
 /// The error of a capture of [`BOT_BLOCKED_HOST`].
 pub const BOT_PROTECTION_REASON: &str =
     "Capture failed: the site blocked automated access (bot protection)";
@@ -30,6 +34,8 @@ pub enum ReservedHost {
     BotBlocked,
     /// The capture completes at once and its webhook precedes the create answer.
     EarlyWebhook,
+    /// The capture completes normally and its webhook is never sent.
+    LostWebhook,
 }
 
 impl ReservedHost {
@@ -41,6 +47,8 @@ impl ReservedHost {
             Some(Self::BotBlocked)
         } else if is_within(host, EARLY_WEBHOOK_HOST) {
             Some(Self::EarlyWebhook)
+        } else if is_within(host, LOST_WEBHOOK_HOST) {
+            Some(Self::LostWebhook)
         } else {
             None
         }
@@ -83,11 +91,16 @@ mod tests {
             reserved("https://a.b.early-webhook.test./page"),
             Some(ReservedHost::EarlyWebhook)
         );
+        assert_eq!(
+            reserved("https://lost-webhook.test/run-7"),
+            Some(ReservedHost::LostWebhook)
+        );
     }
 
     #[test]
     fn lookalike_hosts_are_not_reserved() {
         assert_eq!(reserved("https://notbot-blocked.test/"), None);
+        assert_eq!(reserved("https://not-lost-webhook.test/"), None);
         assert_eq!(reserved("https://bot-blocked.test.example.com/"), None);
         assert_eq!(reserved("https://example.com/bot-blocked.test"), None);
     }

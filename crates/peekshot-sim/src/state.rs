@@ -65,6 +65,11 @@ pub struct Accepted {
     pub early: bool,
     /// The injected faults it meets.
     pub faults: CaptureFaults,
+    /// Whether its webhook is never sent because its host is `lost-webhook.test`. Kept apart
+    /// from the lost-webhook fault so that it is not counted as an injected fault.
+    pub webhook_withheld: bool,
+    /// The capture's URL as submitted, for the per-URL webhook counter.
+    pub url: String,
     /// The reset generation it was accepted in.
     pub generation: u64,
 }
@@ -168,6 +173,16 @@ impl SimState {
         if reserved == Some(ReservedHost::EarlyWebhook) {
             faults.webhook_early = false;
         }
+        let webhook_withheld = reserved == Some(ReservedHost::LostWebhook);
+        if webhook_withheld {
+            // The point of the host is one dependable outcome that only a read can tell: it
+            // completes, in its own time, and nothing is sent.
+            faults.failure = None;
+            faults.webhook_early = false;
+            faults.webhook_lost = false;
+            faults.webhook_delay = None;
+            faults.webhook_duplicated = false;
+        }
         for kind in faults.kinds() {
             live.stats.fault(kind);
         }
@@ -180,6 +195,7 @@ impl SimState {
         let early = reserved == Some(ReservedHost::EarlyWebhook) || faults.webhook_early;
 
         live.stats.create(&request.url);
+        let url = request.url.clone();
         let id = live.store.insert(
             request.project_id,
             request.url,
@@ -192,6 +208,8 @@ impl SimState {
             outcome,
             early,
             faults,
+            webhook_withheld,
+            url,
             generation: live.generation,
         }
     }
@@ -259,11 +277,24 @@ impl SimState {
         true
     }
 
-    /// Counts a webhook delivery answered 2xx.
-    pub fn count_webhook_sent(&self, generation: u64) {
+    /// Counts a webhook delivery answered 2xx for a capture of `capture_url`.
+    pub fn count_webhook_sent(&self, generation: u64, capture_url: &str) {
         let mut live = self.live();
         if live.generation == generation {
             live.stats.webhooks_sent += 1;
+            *live
+                .stats
+                .webhooks_sent_by_url
+                .entry(capture_url.to_owned())
+                .or_default() += 1;
+        }
+    }
+
+    /// Counts a webhook not sent because the capture's host is `lost-webhook.test`.
+    pub fn count_webhook_withheld(&self, generation: u64) {
+        let mut live = self.live();
+        if live.generation == generation {
+            live.stats.webhooks_withheld += 1;
         }
     }
 

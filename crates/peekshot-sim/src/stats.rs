@@ -25,6 +25,10 @@ pub struct Stats {
     pub lists: u64,
     /// Webhook deliveries answered 2xx (a duplicated webhook counts twice).
     pub webhooks_sent: u64,
+    /// Webhook deliveries answered 2xx per capture URL, exactly as submitted.
+    pub webhooks_sent_by_url: BTreeMap<String, u64>,
+    /// Webhooks never sent because the capture's host is `lost-webhook.test`.
+    pub webhooks_withheld: u64,
     /// Webhook POSTs attempted, first tries and retries alike.
     pub webhook_attempts: u64,
     /// Webhook deliveries given up after the last retry.

@@ -1,6 +1,6 @@
 //! Completion webhooks: the payload PeekShot POSTs when a capture finishes,
 //! and its delivery with retries and the webhook faults (lost, late,
-//! duplicated).
+//! duplicated). A capture of the reserved host `lost-webhook.test` sends none.
 //!
 //! The payloads, the only shape on record for PeekShot:
 //!
@@ -83,6 +83,15 @@ pub async fn send(state: &SimState, accepted: &Accepted, body: &WebhookBody) {
         tracing::debug!(request_id, "no webhook URL configured; no webhook sent");
         return;
     };
+    if accepted.webhook_withheld {
+        state.count_webhook_withheld(accepted.generation);
+        tracing::info!(
+            request_id,
+            reserved_host = crate::reserved::LOST_WEBHOOK_HOST,
+            "webhook withheld"
+        );
+        return;
+    }
     if accepted.faults.webhook_lost {
         tracing::info!(request_id, fault = "webhookLost", "webhook not sent");
         return;
@@ -104,14 +113,13 @@ pub async fn send(state: &SimState, accepted: &Accepted, body: &WebhookBody) {
     };
     for copy in 1..=copies {
         let span = tracing::info_span!("webhook", copy, webhook = %loggable_url(&url));
-        deliver(state, &url, body, accepted.generation)
-            .instrument(span)
-            .await;
+        deliver(state, &url, body, accepted).instrument(span).await;
     }
 }
 
 /// One delivery with its retries. A reset in between stops it quietly.
-async fn deliver(state: &SimState, url: &Url, body: &WebhookBody, generation: u64) {
+async fn deliver(state: &SimState, url: &Url, body: &WebhookBody, accepted: &Accepted) {
+    let generation = accepted.generation;
     let retries = state.config().webhook_retries;
     for attempt in 0..=retries {
         if !state.count_webhook_attempt(generation) {
@@ -121,7 +129,7 @@ async fn deliver(state: &SimState, url: &Url, body: &WebhookBody, generation: u6
 
         match state.http().post(url.clone()).json(body).send().await {
             Ok(answer) if answer.status().is_success() => {
-                state.count_webhook_sent(generation);
+                state.count_webhook_sent(generation, &accepted.url);
                 tracing::info!(
                     attempt,
                     status = answer.status().as_u16(),

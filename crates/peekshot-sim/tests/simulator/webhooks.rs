@@ -62,6 +62,10 @@ async fn capture_completes_after_the_delay_and_its_webhook_carries_the_file_url(
         .wait_for_stats("one delivery", |s| s["webhooksSent"] == 1)
         .await;
     assert_eq!(stats["webhookAttempts"], 1);
+    assert_eq!(
+        stats["webhooksSentByUrl"],
+        json!({"https://example.com": 1})
+    );
 }
 
 #[tokio::test]
@@ -104,6 +108,32 @@ async fn early_webhook_host_delivers_the_webhook_before_the_create_answer() {
     assert_eq!(delivery.body["data"]["status"], "COMPLETE");
     let stats = sim.stats().await;
     assert_eq!(stats["webhooksSent"], 1);
+}
+
+#[tokio::test]
+async fn lost_webhook_host_completes_but_never_sends_its_webhook() {
+    let mut receiver = Receiver::start(&[]).await;
+    let sim = TestSim::start(with_webhook(&receiver)).await;
+    let url = "https://lost-webhook.test/run-1";
+
+    let id = sim.create_ok(url).await;
+    let record = sim.wait_for_status(id, "COMPLETE").await;
+    assert_eq!(
+        record["screenshotUrl"],
+        sim.url(&format!("/files/{id}.png"))
+    );
+
+    let stats = sim
+        .wait_for_stats("the webhook withheld", |s| s["webhooksWithheld"] == 1)
+        .await;
+    assert_eq!(stats["webhookAttempts"], 0);
+    assert_eq!(stats["webhooksSentByUrl"], json!({}));
+    assert_eq!(
+        stats["faultsInjected"],
+        json!({}),
+        "a reserved host is not a fault"
+    );
+    assert!(receiver.already_arrived().is_none());
 }
 
 #[tokio::test]
