@@ -1,4 +1,4 @@
-//! Both Lambda functions under one `cargo lambda watch` (from the project's `.venv`), which
+//! The Lambda functions under one `cargo lambda watch` (from the project's `.venv`), which
 //! emulates Lambda's invoke API and function URLs on one loopback port.
 //!
 //! The addresses it serves, checked against cargo-lambda 1.9.2:
@@ -36,10 +36,12 @@ use crate::process::{ChildCommand, ChildError, ChildProcess};
 pub const SUBMITTER: &str = "submitter";
 /// The HTTP function PeekShot calls.
 pub const WEBHOOK: &str = "webhook";
+/// The scheduled function that settles captures whose webhook was lost.
+pub const RECONCILER: &str = "reconciler";
 /// The webhook's route in the template's HTTP API.
 pub const WEBHOOK_PATH: &str = "/webhooks/peekshot";
-/// The packages the stack runs: both functions and the simulator.
-pub const STACK_PACKAGES: &[&str] = &[SUBMITTER, WEBHOOK, "peekshot-sim"];
+/// The packages the stack runs: the functions and the simulator.
+pub const STACK_PACKAGES: &[&str] = &[SUBMITTER, WEBHOOK, RECONCILER, "peekshot-sim"];
 /// Instances watch may run of each function at once, matching the template's
 /// `MaximumConcurrency` default and the event source's two pollers.
 pub const FUNCTION_CONCURRENCY: usize = 2;
@@ -248,8 +250,21 @@ pub async fn warm_up(lambda_url: &str) {
         .get(format!("{lambda_url}/lambda-url/{WEBHOOK}/"))
         .timeout(WARM_UP_LIMIT)
         .send();
-    let (submitter, webhook) = tokio::join!(submitter, webhook);
-    for (function, answer) in [(SUBMITTER, submitter), (WEBHOOK, webhook)] {
+    let reconciler = client
+        .post(invoke_url(lambda_url, RECONCILER))
+        .json(&crate::scheduler::scheduled_event(
+            crate::aws::LOCAL_REGION,
+            "warm-up",
+            std::time::SystemTime::now(),
+        ))
+        .timeout(WARM_UP_LIMIT)
+        .send();
+    let (submitter, webhook, reconciler) = tokio::join!(submitter, webhook, reconciler);
+    for (function, answer) in [
+        (SUBMITTER, submitter),
+        (WEBHOOK, webhook),
+        (RECONCILER, reconciler),
+    ] {
         match answer {
             Ok(response) if !response.status().is_server_error() => {
                 tracing::debug!(function, status = %response.status(), "function warmed up");

@@ -27,7 +27,13 @@ const START_LIMIT: Duration = Duration::from_secs(300);
 const LOG_TAIL: usize = 40;
 
 /// The packages the stack runs, built once per test process.
-const PACKAGES: &[&str] = &["devstack", "submitter", "webhook", "peekshot-sim"];
+const PACKAGES: &[&str] = &[
+    "devstack",
+    "submitter",
+    "webhook",
+    "reconciler",
+    "peekshot-sim",
+];
 
 /// The stack shared by every test of this process, started on first use.
 ///

@@ -7,10 +7,12 @@
 //!    ([`template`] reads the template, [`resources`] creates them);
 //! 2. **the PeekShot simulator** ([`simulator`]), which calls the webhook when a capture
 //!    finishes;
-//! 3. **both functions** under one `cargo lambda watch` ([`functions`]), configured through
+//! 3. **the functions** under one `cargo lambda watch` ([`functions`]), configured through
 //!    their environment the way the template configures them in AWS;
 //! 4. **a stand-in for Lambda's SQS event source mapping** ([`event_source`]), which polls the
-//!    capture queue and invokes the submitter with real SQS events.
+//!    capture queue and invokes the submitter with real SQS events;
+//! 5. **a stand-in for the reconciler's EventBridge schedule** ([`scheduler`]), which invokes
+//!    the reconciler every few seconds with short thresholds.
 //!
 //! [`stack`] puts these together and tears them down; every child process is supervised by
 //! [`process`], so a child that dies takes the stack down with its last output lines.
@@ -31,6 +33,7 @@ pub mod moto;
 pub mod ports;
 pub mod process;
 pub mod resources;
+pub mod scheduler;
 pub mod secrets;
 pub mod simulator;
 pub mod stack;

@@ -9,13 +9,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use devstack::scheduler;
 use devstack::stack::Stack;
 use devstack::{StackOptions, demo, functions};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-/// Runs the capture pipeline on loopback: moto, the PeekShot simulator, both functions under
-/// cargo lambda watch, and a stand-in for Lambda's SQS event source mapping.
+/// Runs the capture pipeline on loopback: moto, the PeekShot simulator, the functions under
+/// cargo lambda watch, and stand-ins for Lambda's SQS event source mapping and the
+/// reconciler's schedule.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
@@ -48,6 +50,30 @@ struct UpArgs {
     /// Milliseconds the simulator takes to finish a capture.
     #[arg(long, env = "DEVSTACK_SIM_COMPLETE_AFTER_MS", default_value_t = 1500)]
     sim_complete_after_ms: u64,
+
+    /// Seconds between two runs of the reconciler (the template's schedule); 0 never runs it.
+    #[arg(
+        long,
+        env = "DEVSTACK_RECONCILE_EVERY_SECS",
+        default_value_t = scheduler::LOCAL_RECONCILE_EVERY.as_secs()
+    )]
+    reconcile_every_secs: u64,
+
+    /// Seconds a capture waits for its webhook before the reconciler asks the simulator.
+    #[arg(
+        long,
+        env = "DEVSTACK_RECONCILE_AFTER_SECS",
+        default_value_t = scheduler::LOCAL_RECONCILE_AFTER.as_secs()
+    )]
+    reconcile_after_secs: u64,
+
+    /// Seconds after which the reconciler fails a capture whose outcome is still unknown.
+    #[arg(
+        long,
+        env = "DEVSTACK_RECONCILE_GIVE_UP_SECS",
+        default_value_t = scheduler::LOCAL_RECONCILE_GIVE_UP.as_secs()
+    )]
+    reconcile_give_up_secs: u64,
 
     /// The stack name `${AWS::StackName}` stands for in template.yaml.
     #[arg(long, env = "DEVSTACK_STACK_NAME", default_value = "peekshot-local")]
@@ -94,6 +120,9 @@ impl UpArgs {
             sim_complete_after_ms: self.sim_complete_after_ms,
             stack_name: self.stack_name.clone(),
             env_file: self.env_file.clone(),
+            reconcile_every: Duration::from_secs(self.reconcile_every_secs),
+            reconcile_after: Duration::from_secs(self.reconcile_after_secs),
+            reconcile_give_up: Duration::from_secs(self.reconcile_give_up_secs),
         }
     }
 }

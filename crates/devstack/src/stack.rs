@@ -3,6 +3,7 @@
 //! simulator's URL), then the event source. [`StackInfo`] is what a user or a test needs to
 //! reach it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,10 @@ use crate::moto::{self, Moto};
 use crate::ports::{PortRequest, resolve_ports};
 use crate::process::{ChildProcess, ExitReport};
 use crate::resources::{self, Clients};
+use crate::scheduler::{ScheduleSettings, Scheduler};
 use crate::secrets::LocalSecrets;
 use crate::simulator::{self, LOCAL_PROJECT_ID, Simulator, SimulatorSettings};
-use crate::template::{Template, TemplateContext};
+use crate::template::{self, Template, TemplateContext};
 
 /// The prefix of the one line `devstack up` prints on stdout when the stack is ready; the
 /// rest of the line is [`StackInfo`] as JSON.
@@ -43,9 +45,36 @@ pub struct StackOptions {
     pub stack_name: String,
     /// Where to write the env file; relative paths are taken from the workspace root.
     pub env_file: PathBuf,
+    /// How often the reconciler runs; zero runs it never.
+    pub reconcile_every: Duration,
+    /// The reconciler's `RECONCILE_AFTER_SECONDS`.
+    pub reconcile_after: Duration,
+    /// The reconciler's `RECONCILE_GIVE_UP_SECONDS`.
+    pub reconcile_give_up: Duration,
+}
+
+/// The ports the stack listens on.
+#[derive(Debug, Clone, Copy)]
+struct StackPorts {
+    moto: u16,
+    /// 0 when the simulator is to pick its own, which it reports when it listens.
+    simulator: u16,
+    lambda: u16,
 }
 
 impl StackOptions {
+    /// Checks the requested ports and picks free ones for moto and watch where 0 was asked.
+    fn ports(&self) -> Result<StackPorts, crate::ports::PortError> {
+        let requests = self.port_requests();
+        let resolved = resolve_ports(&requests)?;
+        let port = |i: usize| resolved.get(i).copied().unwrap_or(requests[i].port);
+        Ok(StackPorts {
+            moto: port(0),
+            simulator: self.sim_port,
+            lambda: port(2),
+        })
+    }
+
     fn port_requests(&self) -> [PortRequest; 3] {
         [
             PortRequest {
@@ -120,6 +149,7 @@ pub struct Stack {
     /// Clients for moto.
     pub clients: Clients,
     event_source: EventSource,
+    scheduler: Option<Scheduler>,
     functions: ChildProcess,
     simulator: Simulator,
     moto: Moto,
@@ -136,32 +166,35 @@ impl Stack {
         // Everything that can fail without starting a process is checked first.
         let context = TemplateContext::local(&options.stack_name, crate::aws::LOCAL_REGION);
         let template_path = workspace.join("template.yaml");
-        let resources = Template::from_path(&template_path)?.local_resources(&context)?;
-        resolve_ports(&options.port_requests())?;
+        let template = Template::from_path(&template_path)?;
+        let resources = template.local_resources(&context)?;
+        options.ports()?;
 
         tracing::info!("building the functions and the simulator");
         functions::prebuild(workspace, functions::STACK_PACKAGES).await?;
         let target_dir = target_dir(workspace).await?;
         // Checked again after the build, which may have taken minutes.
-        let [moto_port, _, lambda_port] =
-            <[u16; 3]>::try_from(resolve_ports(&options.port_requests())?)
-                .map_err(|_| anyhow::anyhow!("expected three ports"))?;
+        let ports = options.ports()?;
 
-        let moto = moto::start(workspace, moto_port, false).await?;
+        let moto = moto::start(workspace, ports.moto, false).await?;
         tracing::info!(url = %moto.url, "moto is up");
         let sdk = crate::aws::moto_config(&moto.url, &context.region).await;
         let clients = Clients::new(&sdk);
         let secrets = LocalSecrets::generate();
         let created = resources::create(&clients, &resources, &context, &secrets).await?;
-        tracing::info!(queue = %created.queue_url, table = %created.table_name, "queues and table created from template.yaml");
+        tracing::info!(
+            queue = %created.queue_url,
+            table = %created.table_name,
+            "queues and table created from template.yaml"
+        );
 
-        let lambda_url = format!("http://127.0.0.1:{lambda_port}");
+        let lambda_url = format!("http://127.0.0.1:{}", ports.lambda);
         let webhook_url = functions::webhook_url(&lambda_url);
         let simulator = simulator::start(
             workspace,
             &target_dir,
             &SimulatorSettings {
-                port: options.sim_port,
+                port: ports.simulator,
                 api_key: secrets.api_key().to_owned(),
                 webhook_url: format!("{webhook_url}?secret={}", secrets.webhook_secret()),
                 complete_after_ms: options.sim_complete_after_ms,
@@ -185,9 +218,14 @@ impl Stack {
             project_id: LOCAL_PROJECT_ID.to_owned(),
         };
 
-        let env = function_environment(&info, &resources.secret_parameters);
+        let env = function_environment(&template, &context, &info)?;
+        let env = crate::scheduler::reconciler_environment(
+            env,
+            options.reconcile_after,
+            options.reconcile_give_up,
+        );
         let redact = vec![info.api_key.clone(), info.webhook_secret.clone()];
-        let functions = functions::start_watch(workspace, lambda_port, env, redact).await?;
+        let functions = functions::start_watch(workspace, ports.lambda, env, redact).await?;
         functions::warm_up(&lambda_url).await;
         tracing::info!(url = %lambda_url, "both functions are up under cargo lambda watch");
 
@@ -201,6 +239,15 @@ impl Stack {
             ),
         );
 
+        let scheduler = (!options.reconcile_every.is_zero()).then(|| {
+            Scheduler::start(ScheduleSettings {
+                invoke_url: functions::invoke_url(&lambda_url, functions::RECONCILER),
+                every: options.reconcile_every,
+                region: info.region.clone(),
+                stack_name: options.stack_name.clone(),
+            })
+        });
+
         let env_path = workspace.join(&options.env_file);
         crate::env_file::write(&env_path, &info)?;
         tracing::info!(
@@ -213,6 +260,7 @@ impl Stack {
             info,
             clients,
             event_source,
+            scheduler,
             functions,
             simulator,
             moto,
@@ -229,10 +277,13 @@ impl Stack {
         }
     }
 
-    /// Stops the event source, then the functions, the simulator and moto, and removes the
+    /// Stops the event source and the schedule, then the functions, the simulator and moto, and removes the
     /// env file.
     pub async fn down(mut self) {
         self.event_source.stop();
+        if let Some(scheduler) = &self.scheduler {
+            scheduler.stop();
+        }
         self.functions.stop(STOP_GRACE).await;
         self.simulator.process.stop(STOP_GRACE).await;
         self.moto.process.stop(STOP_GRACE).await;
@@ -251,22 +302,38 @@ impl Drop for Stack {
     }
 }
 
-/// The functions' environment, as the template sets it in AWS, with local endpoints and the
-/// secrets given directly (the functions prefer those to the SSM parameter names, which are
-/// set too and hold the same values in moto).
+/// The functions' environment: the variables `template.yaml` gives `SubmitterFunction` and
+/// `WebhookFunction`, resolved for the local stack (parameter defaults, the local queue URLs
+/// and table name), with the local PeekShot simulator and project, this run's secrets as
+/// direct values (the functions prefer them to the SSM parameter names, which moto holds
+/// too), and moto as the AWS endpoint. One watch runs both functions, so both get the union
+/// of the two; where they disagree on a variable, the webhook's value wins.
 pub fn function_environment(
+    template: &Template,
+    context: &TemplateContext,
     info: &StackInfo,
-    parameters: &crate::template::SecretParameterNames,
-) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("CAPTURE_TABLE", info.table_name.clone()),
-        ("CAPTURE_QUEUE_URL", info.queue_url.clone()),
+) -> anyhow::Result<Vec<(String, String)>> {
+    let references = BTreeMap::from([
+        (template::CAPTURE_QUEUE.to_owned(), info.queue_url.clone()),
+        (
+            template::DEAD_LETTER_QUEUE.to_owned(),
+            info.dead_letter_queue_url.clone(),
+        ),
+        (template::CAPTURE_TABLE.to_owned(), info.table_name.clone()),
+    ]);
+    let mut env = BTreeMap::new();
+    let mut unresolved = BTreeMap::new();
+    for function in [template::SUBMITTER_FUNCTION, template::WEBHOOK_FUNCTION] {
+        let declared = template.function_environment(function, context, &references)?;
+        env.extend(declared.resolved);
+        unresolved.extend(declared.unresolved);
+    }
+
+    let local = [
         ("PEEKSHOT_BASE_URL", info.simulator_url.clone()),
         ("PEEKSHOT_PROJECT_ID", info.project_id.clone()),
         ("PEEKSHOT_API_KEY", info.api_key.clone()),
         ("WEBHOOK_SECRET", info.webhook_secret.clone()),
-        ("SUBMIT_CONCURRENCY", "10".to_owned()),
-        ("CAPTURE_RETENTION_DAYS", "30".to_owned()),
         ("AWS_ENDPOINT_URL", info.moto_url.clone()),
         ("AWS_REGION", info.region.clone()),
         (
@@ -277,15 +344,19 @@ pub fn function_environment(
             "AWS_SECRET_ACCESS_KEY",
             crate::aws::LOCAL_SECRET_ACCESS_KEY.to_owned(),
         ),
-        ("RUST_LOG", "info".to_owned()),
     ];
-    if let Some(name) = &parameters.api_key {
-        env.push(("PEEKSHOT_API_KEY_PARAMETER", name.clone()));
+    for (name, value) in local {
+        unresolved.remove(name);
+        env.insert(name.to_owned(), value);
     }
-    if let Some(name) = &parameters.webhook_secret {
-        env.push(("WEBHOOK_SECRET_PARAMETER", name.clone()));
+    if !unresolved.is_empty() {
+        let reasons: Vec<String> = unresolved.into_values().collect();
+        bail!(
+            "template.yaml gives the functions variables the local stack has no value for: {}",
+            reasons.join("; ")
+        );
     }
-    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    Ok(env.into_iter().collect())
 }
 
 /// Fails with the fix when `scripts/setup.sh` has not installed the Python tools.
@@ -361,17 +432,66 @@ mod tests {
     }
 
     #[test]
-    fn functions_get_local_endpoints_and_direct_secrets() {
-        let names = crate::template::SecretParameterNames {
-            api_key: Some("/p/key".into()),
-            webhook_secret: None,
-        };
-        let env = function_environment(&info(), &names);
+    fn functions_get_the_templates_variables_with_local_values() {
+        let text = r#"
+Parameters:
+  ProjectId: {Type: String}
+  Concurrency: {Type: Number, Default: 10}
+  KeyName: {Type: String, Default: /p/key}
+Resources:
+  SubmitterFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          CAPTURE_TABLE: !Ref CaptureTable
+          CAPTURE_QUEUE_URL: !Ref CaptureQueue
+          PEEKSHOT_PROJECT_ID: !Ref ProjectId
+          PEEKSHOT_API_KEY_PARAMETER: !Ref KeyName
+          SUBMIT_CONCURRENCY: !Ref Concurrency
+  WebhookFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          RUST_LOG: info
+"#;
+        let template = Template::parse(text, "inline").expect("parses");
+        let context = TemplateContext::local("t", "us-east-1");
+
+        let env = function_environment(&template, &context, &info()).expect("resolves");
+
         let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("CAPTURE_TABLE"), Some("t"));
+        assert_eq!(
+            get("CAPTURE_QUEUE_URL"),
+            Some("http://127.0.0.1:1/123456789012/q")
+        );
+        assert_eq!(get("PEEKSHOT_PROJECT_ID"), Some("local-project"));
+        assert_eq!(get("PEEKSHOT_API_KEY_PARAMETER"), Some("/p/key"));
+        assert_eq!(get("SUBMIT_CONCURRENCY"), Some("10"));
+        assert_eq!(get("RUST_LOG"), Some("info"));
         assert_eq!(get("AWS_ENDPOINT_URL"), Some("http://127.0.0.1:1"));
         assert_eq!(get("PEEKSHOT_BASE_URL"), Some("http://127.0.0.1:2"));
         assert_eq!(get("WEBHOOK_SECRET"), Some("s".repeat(32).as_str()));
-        assert_eq!(get("PEEKSHOT_API_KEY_PARAMETER"), Some("/p/key"));
-        assert_eq!(get("WEBHOOK_SECRET_PARAMETER"), None);
+    }
+
+    #[test]
+    fn a_variable_without_a_local_value_is_named() {
+        let text = r#"
+Parameters:
+  Mystery: {Type: String}
+Resources:
+  SubmitterFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment: {Variables: {MYSTERY: !Ref Mystery}}
+  WebhookFunction:
+    Type: AWS::Serverless::Function
+"#;
+        let template = Template::parse(text, "inline").expect("parses");
+        let context = TemplateContext::local("t", "us-east-1");
+        let err = function_environment(&template, &context, &info()).expect_err("unresolved");
+        assert!(err.to_string().contains("MYSTERY"), "{err}");
     }
 }

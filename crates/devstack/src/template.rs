@@ -23,6 +23,10 @@ pub const CAPTURE_QUEUE: &str = "CaptureQueue";
 pub const DEAD_LETTER_QUEUE: &str = "CaptureDeadLetterQueue";
 /// Logical id of the capture record table.
 pub const CAPTURE_TABLE: &str = "CaptureTable";
+/// Logical id of the SQS-triggered function.
+pub const SUBMITTER_FUNCTION: &str = "SubmitterFunction";
+/// Logical id of the webhook function.
+pub const WEBHOOK_FUNCTION: &str = "WebhookFunction";
 /// Parameter whose default names the SSM parameter holding the PeekShot API key.
 pub const API_KEY_PARAMETER: &str = "PeekShotApiKeyParameterName";
 /// Parameter whose default names the SSM parameter holding the webhook secret.
@@ -253,6 +257,16 @@ pub struct SecretParameterNames {
     pub webhook_secret: Option<String>,
 }
 
+/// A function's `Environment.Variables` as the local stack can resolve them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FunctionEnvironment {
+    /// Variables with a local value.
+    pub resolved: BTreeMap<String, String>,
+    /// Variables whose value needs something the local stack does not have (a parameter
+    /// without `Default`, say), with the reason; the caller must supply these.
+    pub unresolved: BTreeMap<String, String>,
+}
+
 /// A parsed template, ready to resolve resources for one stack.
 pub struct Template {
     parameters: Mapping,
@@ -361,6 +375,57 @@ impl Template {
         })
     }
 
+    /// The environment the template gives the function `logical_id`, resolved for the local
+    /// stack: parameters take their defaults, and `!Ref` to a resource takes its value from
+    /// `references` (logical id to local queue URL or table name).
+    pub fn function_environment(
+        &self,
+        logical_id: &str,
+        context: &TemplateContext,
+        references: &BTreeMap<String, String>,
+    ) -> Result<FunctionEnvironment, TemplateError> {
+        let resource = self.resource(logical_id)?;
+        let kind = resource
+            .get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or("(none)");
+        if kind != "AWS::Serverless::Function" && kind != "AWS::Lambda::Function" {
+            return Err(TemplateError::WrongType {
+                resource: logical_id.to_owned(),
+                found: kind.to_owned(),
+                expected: "AWS::Serverless::Function",
+            });
+        }
+        let variables = resource
+            .get("Properties")
+            .and_then(|p| p.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping);
+
+        let resolver = Resolver {
+            template: self,
+            context,
+            resource: logical_id,
+            references,
+        };
+        let mut environment = FunctionEnvironment::default();
+        for (key, value) in variables.into_iter().flatten() {
+            let Some(name) = key.as_str() else { continue };
+            let property = format!("Environment.Variables.{name}");
+            let text = resolver.resolve(value, &property).and_then(|resolved| {
+                scalar_text(&resolved)
+                    .ok_or_else(|| resolver.error(&property, "is not a scalar".into()))
+            });
+            match text {
+                Ok(text) => environment.resolved.insert(name.to_owned(), text),
+                Err(error) => environment
+                    .unresolved
+                    .insert(name.to_owned(), error.to_string()),
+            };
+        }
+        Ok(environment)
+    }
+
     /// The resolved `Properties` of a resource that must have type `expected`.
     fn properties(
         &self,
@@ -384,10 +449,12 @@ impl Template {
         let Some(Value::Mapping(properties)) = resource.get("Properties") else {
             return Ok(Mapping::new());
         };
+        let no_references = BTreeMap::new();
         let resolver = Resolver {
             template: self,
             context,
             resource: logical_id,
+            references: &no_references,
         };
         let mut resolved = Mapping::new();
         for (key, value) in properties {
@@ -418,6 +485,9 @@ struct Resolver<'a> {
     template: &'a Template,
     context: &'a TemplateContext,
     resource: &'a str,
+    /// Values of `!Ref` to resources (a queue's URL, a table's name), known only once they
+    /// exist; empty while the resources themselves are read.
+    references: &'a BTreeMap<String, String>,
 }
 
 impl Resolver<'_> {
@@ -505,10 +575,13 @@ impl Resolver<'_> {
             return Ok(Value::String(value));
         }
 
+        if let Some(value) = self.references.get(name) {
+            return Ok(Value::String(value.clone()));
+        }
         let Some(parameter) = self.template.parameter(name) else {
             return Err(self.error(
                 property,
-                format!("!Ref {name} names no parameter (references to resources are not resolved locally)"),
+                format!("!Ref {name} names no parameter and no resource the local stack provides"),
             ));
         };
         let Some(default) = parameter.get("Default") else {
@@ -574,6 +647,7 @@ impl Resolver<'_> {
             template: self.template,
             context: self.context,
             resource,
+            references: self.references,
         };
         let name = scalar_text(&inner.resolve(name, name_property)?).ok_or_else(unsupported)?;
 
@@ -819,6 +893,40 @@ Resources:
         let names = fixture().secret_parameters;
         assert_eq!(names.api_key.as_deref(), Some("/p/api-key"));
         assert_eq!(names.webhook_secret, None);
+    }
+
+    #[test]
+    fn function_environment_resolves_parameters_and_local_resource_references() {
+        let text = r#"
+Parameters:
+  Concurrency: {Type: Number, Default: 4}
+  ProjectId: {Type: String}
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          QUEUE_URL: !Ref CaptureQueue
+          CONCURRENCY: !Ref Concurrency
+          PROJECT: !Ref ProjectId
+          RUST_LOG: info
+"#;
+        let template = Template::parse(text, "inline").expect("parses");
+        let references = BTreeMap::from([("CaptureQueue".to_owned(), "http://q".to_owned())]);
+
+        let env = template
+            .function_environment("Fn", &context(), &references)
+            .expect("reads");
+
+        assert_eq!(env.resolved["QUEUE_URL"], "http://q");
+        assert_eq!(env.resolved["CONCURRENCY"], "4");
+        assert_eq!(env.resolved["RUST_LOG"], "info");
+        assert!(
+            env.unresolved["PROJECT"].contains("no Default"),
+            "{:?}",
+            env.unresolved
+        );
     }
 
     #[test]

@@ -128,3 +128,47 @@ fn secret_parameter_names_are_the_parameter_defaults() {
         ])))
     );
 }
+
+#[test]
+fn the_functions_get_every_variable_the_template_sets_with_local_values() {
+    let template = Template::from_path(&template_path()).expect("template.yaml parses");
+    let context = TemplateContext::local("peekshot-local", "us-east-1");
+    let info = devstack::StackInfo {
+        region: "us-east-1".into(),
+        moto_url: "http://127.0.0.1:5050".into(),
+        queue_url: "http://127.0.0.1:5050/123456789012/peekshot-local-captures".into(),
+        queue_arn: "arn:aws:sqs:us-east-1:123456789012:peekshot-local-captures".into(),
+        dead_letter_queue_url: "http://127.0.0.1:5050/123456789012/peekshot-local-captures-dlq"
+            .into(),
+        table_name: "peekshot-local-captures".into(),
+        simulator_url: "http://127.0.0.1:8700".into(),
+        lambda_url: "http://127.0.0.1:9000".into(),
+        webhook_url: "http://127.0.0.1:9000/lambda-url/webhook/webhooks/peekshot".into(),
+        webhook_secret: "w".repeat(32),
+        api_key: "local-key".into(),
+        project_id: "local-project".into(),
+    };
+
+    let env = devstack::stack::function_environment(&template, &context, &info)
+        .expect("every variable has a local value");
+
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    for declared in ["SubmitterFunction", "WebhookFunction"] {
+        let variables = yaml(&[
+            "Resources",
+            declared,
+            "Properties",
+            "Environment",
+            "Variables",
+        ]);
+        for name in variables.as_mapping().expect("variables").keys() {
+            let name = name.as_str().expect("a name");
+            assert!(names.contains(&name), "{declared}'s {name} is missing");
+        }
+    }
+    let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    assert_eq!(get("CAPTURE_TABLE"), Some("peekshot-local-captures"));
+    assert_eq!(get("PEEKSHOT_BASE_URL"), Some("http://127.0.0.1:8700"));
+    assert_eq!(get("AWS_ENDPOINT_URL"), Some("http://127.0.0.1:5050"));
+    assert_eq!(get("PEEKSHOT_API_KEY"), Some("local-key"));
+}
