@@ -107,6 +107,8 @@ pub struct PeekShotConfig {
 pub struct SubmitterConfig {
     /// The capture table.
     pub table: String,
+    /// The capture queue, whose kept messages the submitter postpones.
+    pub queue_url: String,
     /// PeekShot access.
     pub peekshot: PeekShotConfig,
     /// Messages of one batch in flight at once.
@@ -131,6 +133,7 @@ impl SubmitterConfig {
     /// parameter name is given.
     pub async fn load(env: &impl Env, secrets: &impl SecretSource) -> Result<Self, ConfigError> {
         let table = required(env, "CAPTURE_TABLE")?;
+        let queue_url = required(env, "CAPTURE_QUEUE_URL")?;
         let project_id = required(env, "PEEKSHOT_PROJECT_ID")?;
         let base_url = parse_base_url(
             &env.var("PEEKSHOT_BASE_URL")
@@ -159,6 +162,7 @@ impl SubmitterConfig {
 
         Ok(Self {
             table,
+            queue_url,
             peekshot: PeekShotConfig {
                 base_url,
                 project_id,
@@ -290,6 +294,7 @@ mod tests {
 
     const SUBMITTER: &[(&str, &str)] = &[
         ("CAPTURE_TABLE", "captures"),
+        ("CAPTURE_QUEUE_URL", "https://sqs.example/123/captures"),
         ("PEEKSHOT_PROJECT_ID", "proj"),
         ("PEEKSHOT_API_KEY_PARAMETER", "/p/key"),
     ];
@@ -311,7 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_required_submitter_variable_is_named_when_missing() {
-        for missing in ["CAPTURE_TABLE", "PEEKSHOT_PROJECT_ID"] {
+        for missing in ["CAPTURE_TABLE", "CAPTURE_QUEUE_URL", "PEEKSHOT_PROJECT_ID"] {
             let pairs: Vec<_> = SUBMITTER
                 .iter()
                 .copied()

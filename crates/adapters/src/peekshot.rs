@@ -24,6 +24,8 @@ pub struct PeekShotClient {
     /// `{base}/api/v1/screenshots`: create, read (`/{id}`) and list share it.
     pub(crate) screenshots: Url,
     pub(crate) project_id: String,
+    /// The configured limit for one call; a caller's deadline may shorten it.
+    pub(crate) timeout: Duration,
 }
 
 /// Why the client could not be built.
@@ -68,6 +70,7 @@ impl PeekShotClient {
             http,
             screenshots: base.join("api/v1/screenshots")?,
             project_id: config.project_id.clone(),
+            timeout: config.timeout,
         })
     }
 
@@ -103,10 +106,15 @@ impl PeekShotClient {
 
 #[async_trait]
 impl ScreenshotApi for PeekShotClient {
-    async fn create(&self, request: &CaptureRequest) -> Result<CreatedCapture, Failure> {
+    async fn create(
+        &self,
+        request: &CaptureRequest,
+        timeout: Duration,
+    ) -> Result<CreatedCapture, Failure> {
         let response = self
             .http
             .post(self.screenshots.clone())
+            .timeout(timeout.min(self.timeout))
             .json(&self.create_body(request))
             .send()
             .await

@@ -8,11 +8,13 @@
 //! - [`request`]: the producer's JSON and its validation.
 //! - [`lifecycle`]: statuses, transitions and outcomes.
 //! - [`failure`]: the three failure classes every caller acts on.
+//! - [`backoff`]: how long a kept message waits before its next attempt.
 //! - [`webhook`]: PeekShot's webhook payload, read tolerantly.
 //! - [`ports`]: the store and PeekShot traits.
 //! - [`submit`]: one message and one batch through validation, claim, create and store.
 //! - [`reconcile`]: lost webhooks: captures left SUBMITTED, settled from PeekShot's read endpoint.
 
+pub mod backoff;
 pub mod failure;
 pub mod lifecycle;
 pub mod ports;
@@ -21,6 +23,7 @@ pub mod request;
 pub mod submit;
 pub mod webhook;
 
+pub use backoff::RetryPolicy;
 pub use failure::{Failure, FailureClass};
 pub use lifecycle::{CaptureStatus, Outcome};
 pub use ports::{
@@ -31,5 +34,7 @@ pub use reconcile::{
     StaleCaptures, TIMED_OUT_REASON, reconcile,
 };
 pub use request::{CaptureId, CaptureOptions, CaptureRequest, FileType, InvalidRequest, Viewport};
-pub use submit::{BatchReport, Done, QueuedMessage, Verdict, submit_batch, submit_message};
+pub use submit::{
+    BatchLimits, BatchReport, Done, QueuedMessage, Retry, Verdict, submit_batch, submit_message,
+};
 pub use webhook::{Progress, WebhookError, WebhookNotice, parse_webhook};

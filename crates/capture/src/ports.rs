@@ -6,6 +6,7 @@
 //! failing the capture and flagging the deployment without knowing which system failed.
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -61,9 +62,14 @@ pub struct CreatedCapture {
 /// PeekShot's create endpoint.
 #[async_trait]
 pub trait ScreenshotApi: Send + Sync {
-    /// Asks PeekShot to capture `request`. A transient failure may have reached PeekShot
-    /// anyway (a timeout after sending); callers must treat it as "maybe created".
-    async fn create(&self, request: &CaptureRequest) -> Result<CreatedCapture, Failure>;
+    /// Asks PeekShot to capture `request`, giving up after `timeout`. A transient failure may
+    /// have reached PeekShot anyway (a timeout after sending); callers must treat it as "maybe
+    /// created".
+    async fn create(
+        &self,
+        request: &CaptureRequest,
+        timeout: Duration,
+    ) -> Result<CreatedCapture, Failure>;
 }
 
 /// What a claim found.

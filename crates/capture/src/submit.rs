@@ -6,6 +6,8 @@
 //! [`Verdict::Retry`] keeps it: a transient or deployment failure left the capture open, and
 //! the queue brings the message back (and dead-letters it after its receive limit).
 
+use std::time::{Duration, Instant};
+
 use futures::StreamExt;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -13,13 +15,42 @@ use crate::failure::{Failure, FailureClass};
 use crate::ports::{CaptureStore, Claim, Rejection, ScreenshotApi};
 use crate::request::{CaptureId, CaptureRequest};
 
+/// Time kept back after PeekShot answers, to store its answer and return the batch response
+/// before Lambda ends the invocation.
+pub const RECORD_RESERVE: Duration = Duration::from_secs(3);
+/// The least time a PeekShot call is worth starting with; a message that finds less left in
+/// the invocation is kept for the next one without being touched.
+pub const MIN_CALL_TIME: Duration = Duration::from_secs(1);
+
 /// One SQS message as the submitter sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMessage {
     /// SQS's id for the message; the default capture id and the batch-failure identifier.
     pub message_id: String,
     /// The capture request, as the producer wrote it.
     pub body: String,
+    /// How many times SQS has delivered the message, this delivery included.
+    pub receive_count: u32,
+    /// The handle that changes this delivery's visibility, when SQS sent one.
+    pub receipt_handle: Option<String>,
+}
+
+/// How a batch is worked through.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Messages in flight at once.
+    pub concurrency: usize,
+    /// When the invocation ends; every outbound call is bounded by it.
+    pub deadline: Instant,
+}
+
+/// A message to keep, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// The message.
+    pub message: QueuedMessage,
+    /// The failure that kept it; its class and `Retry-After` set the delay.
+    pub failure: Failure,
 }
 
 /// What should happen to a message after one attempt.
@@ -48,8 +79,8 @@ pub enum Done {
 /// The outcome of one batch: which messages to keep, and what to tell the operator.
 #[derive(Debug, Default)]
 pub struct BatchReport {
-    /// Message ids to report as batch item failures.
-    pub retry: Vec<String>,
+    /// Messages to report as batch item failures.
+    pub retry: Vec<Retry>,
     /// How many messages were submitted, found done, or failed for good.
     pub done: usize,
     /// How many messages met a deployment fault.
@@ -64,31 +95,33 @@ pub async fn submit_batch<S, A>(
     store: &S,
     api: &A,
     messages: Vec<QueuedMessage>,
-    concurrency: usize,
+    limits: BatchLimits,
 ) -> BatchReport
 where
     S: CaptureStore + ?Sized,
     A: ScreenshotApi + ?Sized,
 {
-    let verdicts: Vec<(String, Verdict)> = futures::stream::iter(messages)
+    let verdicts: Vec<(QueuedMessage, Verdict)> = futures::stream::iter(messages)
         .map(|message| async move {
-            let verdict = submit_message(store, api, &message).await;
-            (message.message_id, verdict)
+            let verdict = submit_message(store, api, &message, limits.deadline).await;
+            (message, verdict)
         })
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(limits.concurrency.max(1))
         .collect()
         .await;
 
     let mut report = BatchReport::default();
-    for (message_id, verdict) in verdicts {
+    for (message, verdict) in verdicts {
         match verdict {
             Verdict::Done(_) => report.done += 1,
             Verdict::Retry(failure) => {
                 if failure.class == FailureClass::Deployment {
                     report.deployment_faults += 1;
-                    report.deployment_reason.get_or_insert(failure.reason);
+                    report
+                        .deployment_reason
+                        .get_or_insert_with(|| failure.reason.clone());
                 }
-                report.retry.push(message_id);
+                report.retry.push(Retry { message, failure });
             }
         }
     }
@@ -103,8 +136,14 @@ where
     report
 }
 
-/// Submits one message: validate, claim, create at PeekShot, store the request id.
-pub async fn submit_message<S, A>(store: &S, api: &A, message: &QueuedMessage) -> Verdict
+/// Submits one message: validate, claim, create at PeekShot, store the request id, all before
+/// `deadline`.
+pub async fn submit_message<S, A>(
+    store: &S,
+    api: &A,
+    message: &QueuedMessage,
+    deadline: Instant,
+) -> Verdict
 where
     S: CaptureStore + ?Sized,
     A: ScreenshotApi + ?Sized,
@@ -120,7 +159,7 @@ where
         match CaptureRequest::parse(&message.body, &fallback_id) {
             Ok(request) => {
                 tracing::Span::current().record("capture_id", request.capture_id.as_str());
-                submit_valid(store, api, &request, &message.message_id).await
+                submit_valid(store, api, &request, &message.message_id, deadline).await
             }
             Err(invalid) => {
                 tracing::Span::current().record("capture_id", invalid.capture_id.as_str());
@@ -148,11 +187,18 @@ async fn submit_valid<S, A>(
     api: &A,
     request: &CaptureRequest,
     message_id: &str,
+    deadline: Instant,
 ) -> Verdict
 where
     S: CaptureStore + ?Sized,
     A: ScreenshotApi + ?Sized,
 {
+    if time_for_call(deadline).is_none() {
+        return Verdict::Retry(Failure::transient(
+            "the invocation ran out of time before this message",
+        ));
+    }
+
     let attempt = match store.claim(request, message_id).await {
         Ok(Claim::Claimed { attempt }) => attempt,
         Ok(Claim::AlreadyHandled(status)) => {
@@ -172,7 +218,11 @@ where
         Err(failure) => return Verdict::Retry(failure),
     };
 
-    let created = match api.create(request).await {
+    let Some(call_time) = time_for_call(deadline) else {
+        let failure = Failure::transient("the invocation ran out of time before calling PeekShot");
+        return settle_create_failure(store, request, failure, attempt).await;
+    };
+    let created = match api.create(request, call_time).await {
         Ok(created) => created,
         Err(failure) => return settle_create_failure(store, request, failure, attempt).await,
     };
@@ -188,6 +238,15 @@ where
             Verdict::Retry(failure)
         }
     }
+}
+
+/// How long a PeekShot call may take so that its answer can still be recorded in time, or
+/// `None` when too little time is left to start one.
+fn time_for_call(deadline: Instant) -> Option<Duration> {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .checked_sub(RECORD_RESERVE)?;
+    (left >= MIN_CALL_TIME).then_some(left)
 }
 
 async fn settle_create_failure<S>(
@@ -219,5 +278,244 @@ where
             }
             Verdict::Retry(failure)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The submit logic against small in-memory fakes; the DynamoDB store and the PeekShot
+    //! client are proven against moto and the simulator in `tests/pipeline.rs`.
+
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::lifecycle::{CaptureStatus, Outcome};
+    use crate::ports::{CreatedCapture, RequestId, Settlement};
+    use crate::request::InvalidRequest;
+
+    /// Records which store calls were made, and answers claims with a fixed result.
+    struct FakeStore {
+        claim: Claim,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl FakeStore {
+        fn new(claim: Claim) -> Self {
+            Self {
+                claim,
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn note(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+    }
+
+    #[async_trait]
+    impl CaptureStore for FakeStore {
+        async fn record_invalid(
+            &self,
+            invalid: &InvalidRequest,
+            _: &str,
+            _: &str,
+        ) -> Result<Rejection, Failure> {
+            self.note(format!("invalid {}", invalid.capture_id));
+            Ok(Rejection::Recorded)
+        }
+
+        async fn claim(&self, request: &CaptureRequest, _: &str) -> Result<Claim, Failure> {
+            self.note(format!("claim {}", request.capture_id));
+            Ok(self.claim)
+        }
+
+        async fn release(&self, capture_id: &CaptureId, failure: &Failure) -> Result<(), Failure> {
+            self.note(format!("release {capture_id} {}", failure.class));
+            Ok(())
+        }
+
+        async fn fail_unsubmitted(&self, capture_id: &CaptureId, _: &str) -> Result<(), Failure> {
+            self.note(format!("fail {capture_id}"));
+            Ok(())
+        }
+
+        async fn store_request_id(
+            &self,
+            capture_id: &CaptureId,
+            created: &CreatedCapture,
+        ) -> Result<CaptureStatus, Failure> {
+            self.note(format!("store {capture_id} {}", created.request_id));
+            Ok(CaptureStatus::Submitted)
+        }
+
+        async fn record_outcome(&self, _: &RequestId, _: &Outcome) -> Result<Settlement, Failure> {
+            unreachable!("the submitter never records outcomes")
+        }
+    }
+
+    /// Answers every create with the same result, and counts calls.
+    struct FakeApi {
+        answer: Result<CreatedCapture, Failure>,
+        creates: Mutex<u32>,
+    }
+
+    impl FakeApi {
+        fn answering(answer: Result<CreatedCapture, Failure>) -> Self {
+            Self {
+                answer,
+                creates: Mutex::new(0),
+            }
+        }
+
+        fn creates(&self) -> u32 {
+            *self.creates.lock().unwrap()
+        }
+    }
+
+    #[async_trait]
+    impl ScreenshotApi for FakeApi {
+        async fn create(&self, _: &CaptureRequest, _: Duration) -> Result<CreatedCapture, Failure> {
+            *self.creates.lock().unwrap() += 1;
+            self.answer.clone()
+        }
+    }
+
+    fn accepted() -> Result<CreatedCapture, Failure> {
+        Ok(CreatedCapture {
+            request_id: RequestId::parse("42").unwrap(),
+            credits: None,
+        })
+    }
+
+    fn message(id: &str, body: &str) -> QueuedMessage {
+        QueuedMessage {
+            message_id: id.into(),
+            body: body.into(),
+            receive_count: 1,
+            receipt_handle: None,
+        }
+    }
+
+    fn valid(id: &str) -> QueuedMessage {
+        message(
+            id,
+            &format!(r#"{{"captureId": "{id}", "url": "https://example.com/{id}"}}"#),
+        )
+    }
+
+    fn plenty_of_time() -> BatchLimits {
+        BatchLimits {
+            concurrency: 4,
+            deadline: Instant::now() + Duration::from_secs(30),
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_messages_are_recorded_and_never_retried_or_sent() {
+        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let api = FakeApi::answering(accepted());
+        let batch = vec![valid("a"), message("m-2", "not json"), valid("c")];
+
+        let report = submit_batch(&store, &api, batch, plenty_of_time()).await;
+
+        assert!(report.retry.is_empty());
+        assert_eq!(report.done, 3);
+        assert_eq!(api.creates(), 2);
+        assert!(store.calls().contains(&"invalid m-2".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn permanent_refusal_fails_the_capture_and_lets_the_message_go() {
+        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let api = FakeApi::answering(Err(Failure::permanent("HTTP 422: bad url")));
+
+        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::Failed));
+        assert_eq!(store.calls(), ["claim a", "fail a"]);
+    }
+
+    #[tokio::test]
+    async fn transient_failure_releases_the_claim_and_keeps_the_message() {
+        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let api = FakeApi::answering(Err(Failure::transient("HTTP 503")));
+
+        let report = submit_batch(&store, &api, vec![valid("a")], plenty_of_time()).await;
+
+        assert_eq!(report.retry.len(), 1);
+        assert_eq!(report.retry[0].failure.class, FailureClass::Transient);
+        assert_eq!(store.calls(), ["claim a", "release a transient"]);
+    }
+
+    #[tokio::test]
+    async fn deployment_faults_keep_every_message_and_are_counted_once_per_batch() {
+        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let api = FakeApi::answering(Err(Failure::deployment("HTTP 403: Invalid API key")));
+
+        let report =
+            submit_batch(&store, &api, vec![valid("a"), valid("b")], plenty_of_time()).await;
+
+        assert_eq!(report.retry.len(), 2);
+        assert_eq!(report.deployment_faults, 2);
+        assert_eq!(
+            report.deployment_reason.as_deref(),
+            Some("HTTP 403: Invalid API key")
+        );
+    }
+
+    #[tokio::test]
+    async fn already_handled_capture_is_not_sent_again() {
+        let store = FakeStore::new(Claim::AlreadyHandled(CaptureStatus::Submitted));
+        let api = FakeApi::answering(accepted());
+
+        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::AlreadyHandled));
+        assert_eq!(api.creates(), 0);
+    }
+
+    #[tokio::test]
+    async fn capture_claimed_elsewhere_is_retried_without_a_create() {
+        let store = FakeStore::new(Claim::HeldElsewhere);
+        let api = FakeApi::answering(accepted());
+
+        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+
+        assert!(matches!(verdict, Verdict::Retry(ref f) if f.class == FailureClass::Transient));
+        assert_eq!(api.creates(), 0);
+    }
+
+    #[tokio::test]
+    async fn message_that_finds_no_time_left_is_kept_untouched() {
+        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let api = FakeApi::answering(accepted());
+        let deadline = Instant::now() + RECORD_RESERVE;
+
+        let verdict = submit_message(&store, &api, &valid("a"), deadline).await;
+
+        assert!(matches!(verdict, Verdict::Retry(_)));
+        assert!(
+            store.calls().is_empty(),
+            "nothing was claimed: {:?}",
+            store.calls()
+        );
+        assert_eq!(api.creates(), 0);
+    }
+
+    #[tokio::test]
+    async fn accepted_capture_stores_its_request_id() {
+        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let api = FakeApi::answering(accepted());
+
+        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::Submitted));
+        assert_eq!(store.calls(), ["claim a", "store a 42"]);
     }
 }

@@ -2,11 +2,18 @@
 //! PeekShot, and reports the messages that should come back (`ReportBatchItemFailures`).
 //!
 //! Everything that lasts longer than one invocation (configuration, the API key, the HTTP
-//! connection pool, the DynamoDB client) is built once here, before the runtime starts.
+//! connection pool, the DynamoDB and SQS clients) is built once here, before the runtime
+//! starts. Each kept message is hidden for a delay chosen by the retry policy, so retries back
+//! off per message instead of all returning after the queue's visibility timeout.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use capture::{QueuedMessage, submit_batch};
-use capture_adapters::{DynamoStore, PeekShotClient, ProcessEnv, SsmSecrets, SubmitterConfig};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use capture::{BatchLimits, QueuedMessage, Retry, RetryPolicy, submit_batch};
+use capture_adapters::{
+    CaptureQueue, DynamoStore, PeekShotClient, Postponement, ProcessEnv, SsmSecrets,
+    SubmitterConfig,
+};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use tracing::info;
 
@@ -14,6 +21,8 @@ use tracing::info;
 struct Submitter {
     store: DynamoStore,
     peekshot: PeekShotClient,
+    queue: CaptureQueue,
+    retry_policy: RetryPolicy,
     concurrency: usize,
 }
 
@@ -28,6 +37,8 @@ async fn main() -> Result<(), Error> {
     let submitter = Submitter {
         store: DynamoStore::new(&aws, &config.table, config.retention),
         peekshot: PeekShotClient::new(&config.peekshot)?,
+        queue: CaptureQueue::new(&aws, &config.queue_url),
+        retry_policy: RetryPolicy::default(),
         concurrency: config.concurrency,
     };
 
@@ -37,36 +48,35 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-/// Submits one batch and names the messages to keep. A record without a message id cannot be
-/// reported or retried individually; SQS always sends one, so such a record is skipped.
+/// Submits one batch, postpones the messages to keep, and names them in the response.
 async fn handle_batch(
     submitter: &Submitter,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
+    let limits = BatchLimits {
+        concurrency: submitter.concurrency,
+        deadline: instant_of(event.context.deadline),
+    };
+    let time_left_ms = limits
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis();
     let messages: Vec<QueuedMessage> = event
         .payload
         .records
         .into_iter()
-        .filter_map(|record| {
-            Some(QueuedMessage {
-                message_id: record.message_id?,
-                body: record.body.unwrap_or_default(),
-            })
-        })
+        .filter_map(queued_message)
         .collect();
     let received = messages.len();
 
-    let report = submit_batch(
-        &submitter.store,
-        &submitter.peekshot,
-        messages,
-        submitter.concurrency,
-    )
-    .await;
+    let report = submit_batch(&submitter.store, &submitter.peekshot, messages, limits).await;
+    let postponed = postpone(submitter, &report.retry).await;
     info!(
         received,
         done = report.done,
         retry = report.retry.len(),
+        postponed,
+        time_left_ms,
         "batch handled"
     );
 
@@ -74,11 +84,68 @@ async fn handle_batch(
     response.batch_item_failures = report
         .retry
         .into_iter()
-        .map(|message_id| {
+        .map(|retry| {
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
+            failure.item_identifier = retry.message.message_id;
             failure
         })
         .collect();
     Ok(response)
+}
+
+/// A record of the event as the domain sees it. A record without a message id cannot be
+/// reported or retried on its own; SQS always sends one, so such a record is skipped.
+fn queued_message(record: SqsMessage) -> Option<QueuedMessage> {
+    let receive_count = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1);
+    Some(QueuedMessage {
+        message_id: record.message_id?,
+        body: record.body.unwrap_or_default(),
+        receive_count,
+        receipt_handle: record.receipt_handle,
+    })
+}
+
+async fn postpone(submitter: &Submitter, retries: &[Retry]) -> usize {
+    let postponements: Vec<Postponement> = retries
+        .iter()
+        .filter_map(|retry| {
+            let delay = submitter.retry_policy.delay(
+                &retry.failure,
+                retry.message.receive_count,
+                fastrand::f64(),
+            );
+            Some(Postponement {
+                message_id: retry.message.message_id.clone(),
+                receipt_handle: retry.message.receipt_handle.clone()?,
+                delay,
+            })
+        })
+        .collect();
+    if postponements.is_empty() {
+        return 0;
+    }
+    submitter.queue.postpone(&postponements).await
+}
+
+/// The time an invocation is assumed to have when the runtime API gives no usable deadline.
+/// Lambda always sends one; `cargo lambda watch` sends a fixed `600000` (ten minutes as a
+/// duration, which read as epoch milliseconds lies in 1970). Thirty seconds is the template's
+/// timeout.
+const ASSUMED_INVOCATION_TIME: Duration = Duration::from_secs(30);
+
+/// The invocation's deadline (epoch milliseconds) as an `Instant`.
+fn instant_of(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let left = match u64::try_from(u128::from(deadline_ms).saturating_sub(now_ms)) {
+        Ok(0) | Err(_) => ASSUMED_INVOCATION_TIME,
+        Ok(ms) => Duration::from_millis(ms),
+    };
+    Instant::now() + left
 }
