@@ -22,6 +22,7 @@ pub use reconciler::{
 /// Variables a deployment must set for the submitter (the template test checks them).
 pub const SUBMITTER_REQUIRED_ENV: &[&str] = &[
     "CAPTURE_TABLE",
+    "CAPTURE_QUEUE_URL",
     "PEEKSHOT_PROJECT_ID",
     "PEEKSHOT_API_KEY_PARAMETER",
 ];

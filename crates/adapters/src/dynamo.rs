@@ -62,6 +62,10 @@ pub fn capture_key(capture_id: &str) -> String {
     format!("capture#{capture_id}")
 }
 
+/// Key of the counter of ambiguous creates: captures created again although an earlier create
+/// may have succeeded. Operators read it with `GetItem`; it is never reset.
+pub const AMBIGUOUS_CREATES_KEY: &str = "counter#ambiguous-creates";
+
 /// Key of a request item.
 pub fn request_key(request_id: &str) -> String {
     format!("request#{request_id}")
@@ -166,6 +170,112 @@ impl DynamoStore {
             },
         }
     }
+
+    /// Links `created` to the capture on its request item, then marks the capture SUBMITTED,
+    /// or finishes it when the webhook parked an outcome there first. `None` when the request
+    /// id already belongs to another capture (nothing is changed then).
+    async fn link_request_id(
+        &self,
+        capture_id: &CaptureId,
+        created: &CreatedCapture,
+    ) -> Result<Option<CaptureStatus>, Failure> {
+        let now = SystemTime::now();
+        let request_id = &created.request_id;
+
+        let linked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&request_key(request_id.as_str())))
+            .update_expression(
+                "SET #kind = :kind, requestId = :rid, captureId = :cid, linkedAt = :now, \
+                 expiresAt = if_not_exists(expiresAt, :exp)",
+            )
+            .condition_expression("attribute_not_exists(captureId) OR captureId = :cid")
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_values(":kind", s("request"))
+            .expression_attribute_values(":rid", s(request_id.as_str()))
+            .expression_attribute_values(":cid", s(capture_id.as_str()))
+            .expression_attribute_values(":now", s(&rfc3339(now)))
+            .expression_attribute_values(":exp", self.expires_at(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let request_item = match linked {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(err) if is_conditional_failure(&err) => return Ok(None),
+            Err(err) => return Err(classify("link request id", err)),
+        };
+
+        if let Some(outcome) = parked_outcome(&request_item)? {
+            return match self
+                .finish_capture(capture_id.as_str(), request_id, &outcome)
+                .await?
+            {
+                Settlement::Applied(status) | Settlement::AlreadyFinal(status) => Ok(Some(status)),
+                Settlement::Parked => Ok(Some(CaptureStatus::Queued)),
+            };
+        }
+
+        let mut update = Update::new(
+            "SET #status = :submitted, requestId = :rid, submittedAt = :now, updatedAt = :now, \
+             awaitingShard = :shard, submittedAtMs = :nowms",
+        );
+        update.name("#status", "status");
+        update.value(":submitted", s(CaptureStatus::Submitted.as_str()));
+        update.value(":rid", s(request_id.as_str()));
+        update.value(":now", s(&rfc3339(now)));
+        update.value(":shard", s(&awaiting_shard(capture_id.as_str())));
+        update.value(":nowms", number(epoch_millis(now)));
+        update.set_optional("creditsRequired", created.credits.map(float));
+        update.remove("claimUntil");
+        let condition = update.status_in(CaptureStatus::predecessors(CaptureStatus::Submitted));
+
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&capture_key(capture_id.as_str())))
+            .update_expression(update.expression())
+            .condition_expression(format!("{condition} AND attribute_not_exists(requestId)"))
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(CaptureStatus::Submitted)),
+            Err(err) => match conditional_failure_item(&err) {
+                Some(old) => Ok(Some(
+                    old.as_ref()
+                        .and_then(status_of)
+                        .unwrap_or(CaptureStatus::Submitted),
+                )),
+                None => Err(classify("store request id", err)),
+            },
+        }
+    }
+
+    /// Keeps, on the record, the earliest moment from which an abandoned attempt may have
+    /// created the capture, in case this attempt dies too.
+    async fn remember_maybe_created(
+        &self,
+        capture_id: &CaptureId,
+        since_ms: u64,
+    ) -> Result<(), Failure> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&capture_key(capture_id.as_str())))
+            .update_expression(
+                "SET maybeCreatedSinceMs = if_not_exists(maybeCreatedSinceMs, :since)",
+            )
+            .expression_attribute_values(":since", number(since_ms))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| classify("remember a possible create", err))
+    }
 }
 
 #[async_trait]
@@ -223,7 +333,7 @@ impl CaptureStore for DynamoStore {
         let mut update = Update::new(
             "SET #kind = :kind, captureId = :cid, #url = :url, #options = :options, \
              metadata = :metadata, fingerprint = :fp, #status = :queued, claimUntil = :lease, \
-             messageId = if_not_exists(messageId, :mid), \
+             claimedAtMs = :nowms, messageId = if_not_exists(messageId, :mid), \
              receivedAt = if_not_exists(receivedAt, :now), \
              expiresAt = if_not_exists(expiresAt, :exp), updatedAt = :now \
              ADD attempts :one",
@@ -259,21 +369,23 @@ impl CaptureStore for DynamoStore {
             )
             .set_expression_attribute_names(Some(update.names))
             .set_expression_attribute_values(Some(update.values))
-            .return_values(ReturnValue::AllNew)
+            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
 
         match result {
             Ok(out) => {
-                let attempt = out
-                    .attributes
-                    .as_ref()
-                    .and_then(|item| item.get("attempts"))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1);
-                Ok(Claim::Claimed { attempt })
+                let claim = claimed(out.attributes.as_ref());
+                if let Claim::Claimed {
+                    maybe_created_since_ms: Some(since),
+                    ..
+                } = claim
+                {
+                    self.remember_maybe_created(&request.capture_id, since)
+                        .await?;
+                }
+                Ok(claim)
             }
             Err(err) => match conditional_failure_item(&err) {
                 Some(old) => Ok(why_not_claimed(old.as_ref(), &fingerprint)),
@@ -284,12 +396,18 @@ impl CaptureStore for DynamoStore {
 
     async fn release(&self, capture_id: &CaptureId, failure: &Failure) -> Result<(), Failure> {
         let now = SystemTime::now();
+        let expression = if failure.maybe_created {
+            "SET claimUntil = :zero, lastError = :err, updatedAt = :now, \
+             maybeCreatedSinceMs = if_not_exists(maybeCreatedSinceMs, claimedAtMs)"
+        } else {
+            "SET claimUntil = :zero, lastError = :err, updatedAt = :now"
+        };
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(&capture_key(capture_id.as_str())))
-            .update_expression("SET claimUntil = :zero, lastError = :err, updatedAt = :now")
+            .update_expression(expression)
             .condition_expression("#status = :queued AND attribute_not_exists(requestId)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":zero", number(0))
@@ -341,84 +459,52 @@ impl CaptureStore for DynamoStore {
         capture_id: &CaptureId,
         created: &CreatedCapture,
     ) -> Result<CaptureStatus, Failure> {
+        self.link_request_id(capture_id, created)
+            .await?
+            .ok_or_else(|| {
+                Failure::transient(format!(
+                    "request id {} is already linked to another capture",
+                    created.request_id
+                ))
+            })
+    }
+
+    async fn adopt_request_id(
+        &self,
+        capture_id: &CaptureId,
+        created: &CreatedCapture,
+    ) -> Result<Option<CaptureStatus>, Failure> {
+        self.link_request_id(capture_id, created).await
+    }
+
+    async fn note_ambiguous_create(&self, capture_id: &CaptureId) -> Result<(), Failure> {
         let now = SystemTime::now();
-        let request_id = &created.request_id;
-
-        let linked = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&request_key(request_id.as_str())))
-            .update_expression(
-                "SET #kind = :kind, requestId = :rid, captureId = :cid, linkedAt = :now, \
-                 expiresAt = if_not_exists(expiresAt, :exp)",
-            )
-            .condition_expression("attribute_not_exists(captureId) OR captureId = :cid")
-            .expression_attribute_names("#kind", "kind")
-            .expression_attribute_values(":kind", s("request"))
-            .expression_attribute_values(":rid", s(request_id.as_str()))
-            .expression_attribute_values(":cid", s(capture_id.as_str()))
-            .expression_attribute_values(":now", s(&rfc3339(now)))
-            .expression_attribute_values(":exp", self.expires_at(now))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        let request_item = match linked {
-            Ok(out) => out.attributes.unwrap_or_default(),
-            Err(err) if is_conditional_failure(&err) => {
-                return Err(Failure::transient(format!(
-                    "request id {request_id} is already linked to another capture"
-                )));
-            }
-            Err(err) => return Err(classify("link request id", err)),
-        };
-
-        if let Some(outcome) = parked_outcome(&request_item)? {
-            return match self
-                .finish_capture(capture_id.as_str(), request_id, &outcome)
-                .await?
-            {
-                Settlement::Applied(status) | Settlement::AlreadyFinal(status) => Ok(status),
-                Settlement::Parked => Ok(CaptureStatus::Queued),
-            };
-        }
-
-        let mut update = Update::new(
-            "SET #status = :submitted, requestId = :rid, submittedAt = :now, updatedAt = :now, \
-             awaitingShard = :shard, submittedAtMs = :nowms",
-        );
-        update.name("#status", "status");
-        update.value(":submitted", s(CaptureStatus::Submitted.as_str()));
-        update.value(":rid", s(request_id.as_str()));
-        update.value(":now", s(&rfc3339(now)));
-        update.value(":shard", s(&awaiting_shard(capture_id.as_str())));
-        update.value(":nowms", number(epoch_millis(now)));
-        update.set_optional("creditsRequired", created.credits.map(float));
-        update.remove("claimUntil");
-        let condition = update.status_in(CaptureStatus::predecessors(CaptureStatus::Submitted));
-
-        let result = self
-            .client
+        self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(&capture_key(capture_id.as_str())))
-            .update_expression(update.expression())
-            .condition_expression(format!("{condition} AND attribute_not_exists(requestId)"))
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .update_expression("SET ambiguousCreate = :yes, updatedAt = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", s(&rfc3339(now)))
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(CaptureStatus::Submitted),
-            Err(err) => match conditional_failure_item(&err) {
-                Some(old) => Ok(old
-                    .as_ref()
-                    .and_then(status_of)
-                    .unwrap_or(CaptureStatus::Submitted)),
-                None => Err(classify("store request id", err)),
-            },
-        }
+            .await
+            .map_err(|err| classify("note ambiguous create", err))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(AMBIGUOUS_CREATES_KEY))
+            .update_expression("SET #kind = :kind, updatedAt = :now ADD #count :one")
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":kind", s("counter"))
+            .expression_attribute_values(":now", s(&rfc3339(now)))
+            .expression_attribute_values(":one", number(1))
+            .send()
+            .await
+            .map_err(|err| classify("count ambiguous create", err))?;
+        warn!(capture_id = capture_id.as_str(), "ambiguous create counted");
+        Ok(())
     }
 
     async fn record_outcome(
@@ -524,6 +610,30 @@ impl Update {
         } else {
             format!("{} REMOVE {}", self.set, self.remove.join(", "))
         }
+    }
+}
+
+/// The claim this attempt got, from the item as it was before the claim (`None`: new).
+///
+/// An earlier attempt may have created the capture without storing its request id when it
+/// said so on release (`maybeCreatedSinceMs`), or when it died holding the claim: a released
+/// claim has `claimUntil` 0, a stored request id removes it, so a claim still set here (and
+/// expired, or this claim would have failed) belongs to an attempt that never came back.
+fn claimed(old: Option<&Item>) -> Claim {
+    let Some(old) = old else {
+        return Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        };
+    };
+    let numeric = |name: &str| -> Option<u64> { old.get(name)?.as_n().ok()?.parse().ok() };
+    let attempt = numeric("attempts").map_or(1, |n| u32::try_from(n + 1).unwrap_or(u32::MAX));
+    let abandoned = numeric("claimUntil").is_some_and(|until| until > 0);
+    let maybe_created_since_ms = numeric("maybeCreatedSinceMs")
+        .or_else(|| abandoned.then(|| numeric("claimedAtMs").unwrap_or(0)));
+    Claim::Claimed {
+        attempt,
+        maybe_created_since_ms,
     }
 }
 

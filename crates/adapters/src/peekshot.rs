@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use capture::{CaptureRequest, CreatedCapture, Failure, FailureClass, RequestId, ScreenshotApi};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use url::Url;
 
 use crate::config::PeekShotConfig;
@@ -132,6 +134,16 @@ impl ScreenshotApi for PeekShotClient {
         }
         parse_created(&text)
     }
+
+    async fn find_created(
+        &self,
+        request: &CaptureRequest,
+        since_ms: u64,
+        timeout: Duration,
+    ) -> Result<Vec<CreatedCapture>, Failure> {
+        self.list_created(request.url.as_str(), since_ms, timeout)
+            .await
+    }
 }
 
 /// Reads `requestId` (in `data` or at the top level, number or string) and the credits.
@@ -197,6 +209,7 @@ fn answer_failure(
         class,
         reason,
         retry_after,
+        maybe_created: false,
     }
 }
 
@@ -230,16 +243,111 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(seconds.min(15 * 60)))
 }
 
-/// Timeouts, refused and broken connections: transient, and for a create "maybe sent".
+/// Timeouts, refused and broken connections: transient. Unless the connection was never
+/// made, the request may have reached PeekShot, so a create that failed this way is marked
+/// "maybe created".
 fn transport_failure(call: &str, error: reqwest::Error) -> Failure {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
+    let reason = |kind: &str| format!("PeekShot {call} {kind}: {}", error_text(&error));
+    if error.is_connect() {
+        Failure::transient(reason("could not connect"))
+    } else if error.is_timeout() {
+        Failure::maybe_created(reason("timed out"))
     } else {
-        "connection failed"
-    };
-    Failure::transient(format!("PeekShot {call} {kind}: {}", error.without_url()))
+        Failure::maybe_created(reason("lost its connection"))
+    }
+}
+
+/// An error's text without the URL, which reasons do not need.
+fn error_text(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "PeekShot");
+    }
+    text
+}
+
+/// How far before the claim a candidate may have been created and still be ours: PeekShot's
+/// clock and ours may disagree by this much.
+const CLOCK_SKEW_MS: u64 = 5_000;
+
+/// The most candidates one lookup reads; more than a handful already means it cannot tell.
+const LOOKUP_LIMIT: u32 = 50;
+
+impl PeekShotClient {
+    /// Lists this project's captures of `url` and keeps those created since `since_ms`, oldest
+    /// first.
+    async fn list_created(
+        &self,
+        url: &str,
+        since_ms: u64,
+        timeout: Duration,
+    ) -> Result<Vec<CreatedCapture>, Failure> {
+        let limit = LOOKUP_LIMIT.to_string();
+        let response = self
+            .http
+            .get(self.screenshots.clone())
+            .query(&[
+                ("projectId", self.project_id.as_str()),
+                ("url", url),
+                ("limit", limit.as_str()),
+                ("page", "1"),
+            ])
+            .timeout(timeout.min(self.timeout))
+            .send()
+            .await
+            .map_err(|e| Failure::transient(format!("PeekShot list failed: {}", error_text(&e))))?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Failure::transient(format!("PeekShot list failed: {}", error_text(&e))))?;
+        if let Some(class) = FailureClass::of_http_status(status) {
+            return Err(answer_failure(status, class, &text, retry_after));
+        }
+        parse_listed(&text, url, since_ms.saturating_sub(CLOCK_SKEW_MS))
+    }
+}
+
+/// The listed captures of `url` created at or after `from_ms`, oldest first. A record whose
+/// creation time cannot be read is left out: adopting a stranger's capture is worse than
+/// creating again.
+fn parse_listed(text: &str, url: &str, from_ms: u64) -> Result<Vec<CreatedCapture>, Failure> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Failure::transient(format!("PeekShot's list answer is not JSON: {e}")))?;
+    let records = value
+        .get("data")
+        .and_then(|d| d.get("screenshots"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| Failure::transient("PeekShot's list answer has no data.screenshots"))?;
+
+    let mut found: Vec<(u64, CreatedCapture)> = records
+        .iter()
+        .filter(|r| r.get("url").and_then(Value::as_str) == Some(url))
+        .filter_map(|r| {
+            let created_ms = r
+                .get("createdAt")
+                .and_then(Value::as_str)
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as u64)?;
+            let id = match r.get("id").or_else(|| r.get("requestId"))? {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.clone(),
+                _ => return None,
+            };
+            let request_id = RequestId::parse(&id).ok()?;
+            let credits = r.get("creditsRequired").and_then(Value::as_f64);
+            (created_ms >= from_ms).then_some((
+                created_ms,
+                CreatedCapture {
+                    request_id,
+                    credits,
+                },
+            ))
+        })
+        .collect();
+    found.sort_by_key(|(created_ms, _)| *created_ms);
+    Ok(found.into_iter().map(|(_, created)| created).collect())
 }
 
 #[cfg(test)]
@@ -299,6 +407,24 @@ mod tests {
         );
         assert_eq!(f.class, FailureClass::Permanent);
         assert!(f.reason.ends_with("bad url"), "{}", f.reason);
+    }
+
+    #[test]
+    fn listed_captures_of_the_url_since_the_claim_are_returned_oldest_first() {
+        let body = r#"{"data":{"screenshots":[
+            {"id":3,"url":"https://a.example/","createdAt":"2026-12-03T10:00:30Z"},
+            {"id":2,"url":"https://a.example/","createdAt":"2026-12-03T10:00:10Z"},
+            {"id":1,"url":"https://a.example/","createdAt":"2026-12-03T09:00:00Z"},
+            {"id":4,"url":"https://b.example/","createdAt":"2026-12-03T10:00:20Z"},
+            {"id":5,"url":"https://a.example/","createdAt":"yesterday"}]}}"#;
+        let from = OffsetDateTime::parse("2026-12-03T10:00:00Z", &Rfc3339).unwrap();
+        let from_ms = (from.unix_timestamp() * 1000) as u64;
+        let ids: Vec<String> = parse_listed(body, "https://a.example/", from_ms)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.request_id.to_string())
+            .collect();
+        assert_eq!(ids, ["2", "3"]);
     }
 
     #[test]

@@ -75,6 +75,7 @@ fn interpret_read(status: u16, body: &str) -> Result<ReadAnswer, Failure> {
             class,
             reason,
             retry_after: None,
+            maybe_created: false,
         });
     }
 

@@ -35,7 +35,10 @@ pub struct CaptureQueue {
 impl CaptureQueue {
     /// The queue at `url`, through the given SDK configuration.
     pub fn new(aws: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
-        Self { client: Client::new(aws), url: url.into() }
+        Self {
+            client: Client::new(aws),
+            url: url.into(),
+        }
     }
 
     /// Hides each message for its delay. Returns how many were postponed; a message whose

@@ -26,12 +26,15 @@ impl FailureClass {
         !matches!(self, FailureClass::Permanent)
     }
 
-    /// Classifies an HTTP status code from PeekShot, per the contract's table. Success codes
-    /// are not failures and come back as `None`.
+    /// Classifies an HTTP status code from PeekShot's create and list endpoints, per the
+    /// contract's table. Success codes are not failures and come back as `None`. (A 404 from
+    /// the read endpoint means an unknown request id; its caller handles that first.)
     pub fn of_http_status(status: u16) -> Option<FailureClass> {
         match status {
             200..=299 => None,
-            401..=403 => Some(FailureClass::Deployment),
+            // A wrong or inactive key, no credits, or (404, 405) a base URL that does not
+            // point at PeekShot's API: the request is fine, the deployment is not.
+            401..=405 => Some(FailureClass::Deployment),
             408 | 429 => Some(FailureClass::Transient),
             400..=499 => Some(FailureClass::Permanent),
             _ => Some(FailureClass::Transient),
@@ -59,6 +62,10 @@ pub struct Failure {
     pub reason: String,
     /// The earliest moment a retry makes sense, when the other side said (`Retry-After`).
     pub retry_after: Option<Duration>,
+    /// Whether a create that failed this way may still have created the capture (a timeout
+    /// after the request was sent, a connection lost before the answer). The next attempt then
+    /// looks for that capture before creating another.
+    pub maybe_created: bool,
 }
 
 impl Failure {
@@ -68,6 +75,7 @@ impl Failure {
             class: FailureClass::Transient,
             reason: reason.into(),
             retry_after: None,
+            maybe_created: false,
         }
     }
 
@@ -77,6 +85,15 @@ impl Failure {
             class: FailureClass::Permanent,
             reason: reason.into(),
             retry_after: None,
+            maybe_created: false,
+        }
+    }
+
+    /// A transient failure after which PeekShot may hold a capture the caller never heard of.
+    pub fn maybe_created(reason: impl Into<String>) -> Self {
+        Self {
+            maybe_created: true,
+            ..Self::transient(reason)
         }
     }
 
@@ -86,6 +103,7 @@ impl Failure {
             class: FailureClass::Deployment,
             reason: reason.into(),
             retry_after: None,
+            maybe_created: false,
         }
     }
 }
@@ -100,7 +118,8 @@ mod tests {
         assert_eq!(FailureClass::of_http_status(201), None);
         assert_eq!(FailureClass::of_http_status(400), Some(Permanent));
         assert_eq!(FailureClass::of_http_status(422), Some(Permanent));
-        assert_eq!(FailureClass::of_http_status(404), Some(Permanent));
+        assert_eq!(FailureClass::of_http_status(404), Some(Deployment));
+        assert_eq!(FailureClass::of_http_status(405), Some(Deployment));
         assert_eq!(FailureClass::of_http_status(401), Some(Deployment));
         assert_eq!(FailureClass::of_http_status(402), Some(Deployment));
         assert_eq!(FailureClass::of_http_status(403), Some(Deployment));

@@ -70,6 +70,15 @@ pub trait ScreenshotApi: Send + Sync {
         request: &CaptureRequest,
         timeout: Duration,
     ) -> Result<CreatedCapture, Failure>;
+
+    /// Captures of this project and URL that PeekShot created at or after `since_ms` (epoch
+    /// milliseconds), oldest first: the candidates for a create whose answer was lost.
+    async fn find_created(
+        &self,
+        request: &CaptureRequest,
+        since_ms: u64,
+        timeout: Duration,
+    ) -> Result<Vec<CreatedCapture>, Failure>;
 }
 
 /// What a claim found.
@@ -79,6 +88,11 @@ pub enum Claim {
     Claimed {
         /// How many attempts have claimed this capture, this one included.
         attempt: u32,
+        /// When an earlier attempt may have created the capture without storing its request
+        /// id (its create timed out or lost its answer, or the attempt died while holding the
+        /// claim): the epoch milliseconds of that attempt's claim. `None` when no earlier
+        /// create can exist.
+        maybe_created_since_ms: Option<u64>,
     },
     /// The capture already has a request id or a final status: nothing left to do.
     AlreadyHandled(CaptureStatus),
@@ -139,6 +153,19 @@ pub trait CaptureStore: Send + Sync {
         capture_id: &CaptureId,
         created: &CreatedCapture,
     ) -> Result<CaptureStatus, Failure>;
+
+    /// Stores a request id found through PeekShot's list endpoint, as
+    /// [`CaptureStore::store_request_id`] does, unless that request id already belongs to
+    /// another capture; then returns `None` and changes nothing.
+    async fn adopt_request_id(
+        &self,
+        capture_id: &CaptureId,
+        created: &CreatedCapture,
+    ) -> Result<Option<CaptureStatus>, Failure>;
+
+    /// Notes that this capture had to be created again although an earlier create may have
+    /// succeeded: on the record, and in a table-wide counter operators can read.
+    async fn note_ambiguous_create(&self, capture_id: &CaptureId) -> Result<(), Failure>;
 
     /// Records how PeekShot says a capture ended.
     async fn record_outcome(

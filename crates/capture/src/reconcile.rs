@@ -453,6 +453,18 @@ mod tests {
             unreachable!("the reconciler never submits")
         }
 
+        async fn adopt_request_id(
+            &self,
+            _: &CaptureId,
+            _: &CreatedCapture,
+        ) -> Result<Option<CaptureStatus>, Failure> {
+            unreachable!("the reconciler never adopts request ids")
+        }
+
+        async fn note_ambiguous_create(&self, _: &CaptureId) -> Result<(), Failure> {
+            unreachable!("the reconciler never creates")
+        }
+
         async fn record_outcome(
             &self,
             request_id: &RequestId,

@@ -15,9 +15,11 @@ use crate::failure::{Failure, FailureClass};
 use crate::ports::{CaptureStore, Claim, Rejection, ScreenshotApi};
 use crate::request::{CaptureId, CaptureRequest};
 
-/// Time kept back after PeekShot answers, to store its answer and return the batch response
-/// before Lambda ends the invocation.
-pub const RECORD_RESERVE: Duration = Duration::from_secs(3);
+/// Time kept back after PeekShot answers, to store its answer (up to three DynamoDB calls,
+/// each bounded by the SDK's operation timeout of a few seconds), postpone kept messages and
+/// return the batch response before Lambda ends the invocation. Running out here after an
+/// accepted create is what makes a second create possible, so the reserve is generous.
+pub const RECORD_RESERVE: Duration = Duration::from_secs(10);
 /// The least time a PeekShot call is worth starting with; a message that finds less left in
 /// the invocation is kept for the next one without being touched.
 pub const MIN_CALL_TIME: Duration = Duration::from_secs(1);
@@ -199,8 +201,11 @@ where
         ));
     }
 
-    let attempt = match store.claim(request, message_id).await {
-        Ok(Claim::Claimed { attempt }) => attempt,
+    let (attempt, maybe_created_since_ms) = match store.claim(request, message_id).await {
+        Ok(Claim::Claimed {
+            attempt,
+            maybe_created_since_ms,
+        }) => (attempt, maybe_created_since_ms),
         Ok(Claim::AlreadyHandled(status)) => {
             info!(%status, "capture already handled; duplicate delivery dropped");
             return Verdict::Done(Done::AlreadyHandled);
@@ -217,6 +222,14 @@ where
         }
         Err(failure) => return Verdict::Retry(failure),
     };
+
+    if let Some(since_ms) = maybe_created_since_ms {
+        match adopt_earlier_create(store, api, request, since_ms, deadline).await {
+            Ok(Some(verdict)) => return verdict,
+            Ok(None) => {}
+            Err(failure) => return settle_create_failure(store, request, failure, attempt).await,
+        }
+    }
 
     let Some(call_time) = time_for_call(deadline) else {
         let failure = Failure::transient("the invocation ran out of time before calling PeekShot");
@@ -238,6 +251,56 @@ where
             Verdict::Retry(failure)
         }
     }
+}
+
+/// Looks for the capture an earlier attempt may have created (same project and URL, created
+/// after that attempt's claim) and adopts the oldest one that no other capture holds.
+///
+/// Returns a verdict when one was adopted, `None` when this attempt should create (no
+/// candidate, or every candidate belongs to another capture). Two cases cannot be told apart
+/// and are counted (`note_ambiguous_create`): the list cannot be read (the capture is created
+/// again, so PeekShot may hold two), and several candidates exist (another capture of the
+/// same URL may be the one adopted).
+async fn adopt_earlier_create<S, A>(
+    store: &S,
+    api: &A,
+    request: &CaptureRequest,
+    since_ms: u64,
+    deadline: Instant,
+) -> Result<Option<Verdict>, Failure>
+where
+    S: CaptureStore + ?Sized,
+    A: ScreenshotApi + ?Sized,
+{
+    let Some(call_time) = time_for_call(deadline) else {
+        return Err(Failure::transient(
+            "the invocation ran out of time before the lookup",
+        ));
+    };
+    let candidates = match api.find_created(request, since_ms, call_time).await {
+        Ok(candidates) => candidates,
+        Err(failure) if failure.class == FailureClass::Transient => {
+            warn!(reason = %failure.reason, "cannot look for an earlier create; creating again");
+            store.note_ambiguous_create(&request.capture_id).await?;
+            return Ok(None);
+        }
+        Err(failure) => return Err(failure),
+    };
+
+    for candidate in &candidates {
+        if let Some(status) = store
+            .adopt_request_id(&request.capture_id, candidate)
+            .await?
+        {
+            tracing::Span::current().record("request_id", candidate.request_id.as_str());
+            info!(%status, candidates = candidates.len(), "adopted the capture an earlier attempt created");
+            if candidates.len() > 1 {
+                store.note_ambiguous_create(&request.capture_id).await?;
+            }
+            return Ok(Some(Verdict::Done(Done::Submitted)));
+        }
+    }
+    Ok(None)
 }
 
 /// How long a PeekShot call may take so that its answer can still be recorded in time, or
@@ -354,14 +417,29 @@ mod tests {
             Ok(CaptureStatus::Submitted)
         }
 
+        async fn adopt_request_id(
+            &self,
+            capture_id: &CaptureId,
+            created: &CreatedCapture,
+        ) -> Result<Option<CaptureStatus>, Failure> {
+            self.note(format!("adopt {capture_id} {}", created.request_id));
+            Ok(Some(CaptureStatus::Submitted))
+        }
+
+        async fn note_ambiguous_create(&self, capture_id: &CaptureId) -> Result<(), Failure> {
+            self.note(format!("ambiguous {capture_id}"));
+            Ok(())
+        }
+
         async fn record_outcome(&self, _: &RequestId, _: &Outcome) -> Result<Settlement, Failure> {
             unreachable!("the submitter never records outcomes")
         }
     }
 
-    /// Answers every create with the same result, and counts calls.
+    /// Answers every create with the same result, lists `earlier`, and counts creates.
     struct FakeApi {
         answer: Result<CreatedCapture, Failure>,
+        earlier: Result<Vec<CreatedCapture>, Failure>,
         creates: Mutex<u32>,
     }
 
@@ -369,6 +447,7 @@ mod tests {
         fn answering(answer: Result<CreatedCapture, Failure>) -> Self {
             Self {
                 answer,
+                earlier: Ok(Vec::new()),
                 creates: Mutex::new(0),
             }
         }
@@ -383,6 +462,15 @@ mod tests {
         async fn create(&self, _: &CaptureRequest, _: Duration) -> Result<CreatedCapture, Failure> {
             *self.creates.lock().unwrap() += 1;
             self.answer.clone()
+        }
+
+        async fn find_created(
+            &self,
+            _: &CaptureRequest,
+            _: u64,
+            _: Duration,
+        ) -> Result<Vec<CreatedCapture>, Failure> {
+            self.earlier.clone()
         }
     }
 
@@ -418,7 +506,10 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_messages_are_recorded_and_never_retried_or_sent() {
-        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
         let api = FakeApi::answering(accepted());
         let batch = vec![valid("a"), message("m-2", "not json"), valid("c")];
 
@@ -432,7 +523,10 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_refusal_fails_the_capture_and_lets_the_message_go() {
-        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
         let api = FakeApi::answering(Err(Failure::permanent("HTTP 422: bad url")));
 
         let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
@@ -443,7 +537,10 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failure_releases_the_claim_and_keeps_the_message() {
-        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
         let api = FakeApi::answering(Err(Failure::transient("HTTP 503")));
 
         let report = submit_batch(&store, &api, vec![valid("a")], plenty_of_time()).await;
@@ -455,7 +552,10 @@ mod tests {
 
     #[tokio::test]
     async fn deployment_faults_keep_every_message_and_are_counted_once_per_batch() {
-        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
         let api = FakeApi::answering(Err(Failure::deployment("HTTP 403: Invalid API key")));
 
         let report =
@@ -493,7 +593,10 @@ mod tests {
 
     #[tokio::test]
     async fn message_that_finds_no_time_left_is_kept_untouched() {
-        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
         let api = FakeApi::answering(accepted());
         let deadline = Instant::now() + RECORD_RESERVE;
 
@@ -508,9 +611,76 @@ mod tests {
         assert_eq!(api.creates(), 0);
     }
 
+    fn reclaimed_after_a_lost_answer() -> FakeStore {
+        FakeStore::new(Claim::Claimed {
+            attempt: 2,
+            maybe_created_since_ms: Some(1_000),
+        })
+    }
+
+    #[tokio::test]
+    async fn capture_an_earlier_attempt_created_is_adopted_not_created_again() {
+        let store = reclaimed_after_a_lost_answer();
+        let mut api = FakeApi::answering(accepted());
+        api.earlier = Ok(vec![CreatedCapture {
+            request_id: RequestId::parse("7").unwrap(),
+            credits: None,
+        }]);
+
+        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::Submitted));
+        assert_eq!(api.creates(), 0);
+        assert_eq!(store.calls(), ["claim a", "adopt a 7"]);
+    }
+
+    #[tokio::test]
+    async fn no_earlier_capture_found_means_a_plain_create() {
+        let store = reclaimed_after_a_lost_answer();
+        let api = FakeApi::answering(accepted());
+
+        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::Submitted));
+        assert_eq!(api.creates(), 1);
+        assert_eq!(store.calls(), ["claim a", "store a 42"]);
+    }
+
+    #[tokio::test]
+    async fn unreadable_list_is_counted_as_ambiguous_and_creates_again() {
+        let store = reclaimed_after_a_lost_answer();
+        let mut api = FakeApi::answering(accepted());
+        api.earlier = Err(Failure::transient("HTTP 503"));
+
+        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::Submitted));
+        assert_eq!(api.creates(), 1);
+        assert_eq!(store.calls(), ["claim a", "ambiguous a", "store a 42"]);
+    }
+
+    #[tokio::test]
+    async fn several_candidates_are_adopted_but_counted_as_ambiguous() {
+        let store = reclaimed_after_a_lost_answer();
+        let mut api = FakeApi::answering(accepted());
+        let candidate = |id: &str| CreatedCapture {
+            request_id: RequestId::parse(id).unwrap(),
+            credits: None,
+        };
+        api.earlier = Ok(vec![candidate("7"), candidate("8")]);
+
+        submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+
+        assert_eq!(api.creates(), 0);
+        assert_eq!(store.calls(), ["claim a", "adopt a 7", "ambiguous a"]);
+    }
+
     #[tokio::test]
     async fn accepted_capture_stores_its_request_id() {
-        let store = FakeStore::new(Claim::Claimed { attempt: 1 });
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
         let api = FakeApi::answering(accepted());
 
         let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;

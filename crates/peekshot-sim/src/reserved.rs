@@ -7,6 +7,7 @@
 //! | `bot-blocked.test` | the capture ends FAILED with [`BOT_PROTECTION_REASON`] |
 //! | `early-webhook.test` | the capture completes at once and its webhook is delivered, and its answer awaited, before the create request is answered |
 //! | `lost-webhook.test` | the capture completes normally but its webhook is never sent, so only PeekShot's read endpoint tells the outcome |
+//! | `answer-lost.test` | the capture is created and completes normally, but the create's answer is never sent (the connection is closed), so the client cannot tell whether it was created |
 //!
 //! `.test` is reserved by RFC 2606 and never resolves, so no real site can be
 //! mistaken for one of these. Any other host completes normally (the simulator
@@ -23,6 +24,9 @@ pub const EARLY_WEBHOOK_HOST: &str = "early-webhook.test";
 /// The host whose captures complete but whose webhook is never sent.
 pub const LOST_WEBHOOK_HOST: &str = "lost-webhook.test";
 
+/// The host whose create answers are lost after the capture was created.
+pub const ANSWER_LOST_HOST: &str = "answer-lost.test";
+
 /// The error of a capture of [`BOT_BLOCKED_HOST`].
 pub const BOT_PROTECTION_REASON: &str =
     "Capture failed: the site blocked automated access (bot protection)";
@@ -36,6 +40,8 @@ pub enum ReservedHost {
     EarlyWebhook,
     /// The capture completes normally and its webhook is never sent.
     LostWebhook,
+    /// The capture is created, but the create's answer is dropped.
+    AnswerLost,
 }
 
 impl ReservedHost {
@@ -49,6 +55,8 @@ impl ReservedHost {
             Some(Self::EarlyWebhook)
         } else if is_within(host, LOST_WEBHOOK_HOST) {
             Some(Self::LostWebhook)
+        } else if is_within(host, ANSWER_LOST_HOST) {
+            Some(Self::AnswerLost)
         } else {
             None
         }

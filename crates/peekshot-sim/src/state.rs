@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::SimError;
 use crate::config::SimConfig;
+use crate::faults::AnswerFault;
 use crate::faults::{
     CaptureFaults, Dice, Faults, GatewayFault, InvalidRate, Stream, decide_capture_faults,
     decide_gateway_fault,
@@ -172,6 +173,10 @@ impl SimState {
         }
         if reserved == Some(ReservedHost::EarlyWebhook) {
             faults.webhook_early = false;
+        }
+        if reserved == Some(ReservedHost::AnswerLost) {
+            faults.failure = None;
+            faults.answer = AnswerFault::Dropped;
         }
         let webhook_withheld = reserved == Some(ReservedHost::LostWebhook);
         if webhook_withheld {
