@@ -137,15 +137,72 @@ async fn postpone(submitter: &Submitter, retries: &[Retry]) -> usize {
 /// timeout.
 const ASSUMED_INVOCATION_TIME: Duration = Duration::from_secs(30);
 
-/// The invocation's deadline (epoch milliseconds) as an `Instant`.
+/// Deadlines before this (2001-09-09 in epoch milliseconds) cannot be real ones.
+const EARLIEST_REAL_DEADLINE_MS: u64 = 1_000_000_000_000;
+
+/// The invocation's deadline (epoch milliseconds) as an `Instant`: a real deadline already
+/// past leaves no time; a value that is no epoch time at all gets [`ASSUMED_INVOCATION_TIME`].
 fn instant_of(deadline_ms: u64) -> Instant {
+    if deadline_ms < EARLIEST_REAL_DEADLINE_MS {
+        return Instant::now() + ASSUMED_INVOCATION_TIME;
+    }
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let left = match u64::try_from(u128::from(deadline_ms).saturating_sub(now_ms)) {
-        Ok(0) | Err(_) => ASSUMED_INVOCATION_TIME,
-        Ok(ms) => Duration::from_millis(ms),
-    };
-    Instant::now() + left
+    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch_ms_in(offset: Duration) -> u64 {
+        (SystemTime::now() + offset)
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    #[test]
+    fn a_real_deadline_gives_the_time_left() {
+        let left = instant_of(epoch_ms_in(Duration::from_secs(20)))
+            .saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(18) && left <= Duration::from_secs(20),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn a_deadline_already_past_leaves_no_time() {
+        let past = SystemTime::now() - Duration::from_secs(5);
+        let past_ms = past.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert_eq!(
+            instant_of(past_ms).saturating_duration_since(Instant::now()),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn cargo_lambda_watchs_fixed_value_gets_the_assumed_time() {
+        let left = instant_of(600_000).saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(29), "{left:?}");
+    }
+
+    #[test]
+    fn receive_count_and_receipt_handle_come_from_the_record() {
+        let record: SqsMessage = serde_json::from_value(serde_json::json!({
+            "messageId": "m-1",
+            "receiptHandle": "rh-1",
+            "body": "{}",
+            "attributes": {"ApproximateReceiveCount": "3"},
+            "messageAttributes": {}
+        }))
+        .unwrap();
+        let message = queued_message(record).unwrap();
+        assert_eq!(message.receive_count, 3);
+        assert_eq!(message.receipt_handle.as_deref(), Some("rh-1"));
+    }
 }

@@ -123,3 +123,167 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Result<Response<Body>,
         .header("content-type", "application/json")
         .body(Body::Text(body.to_string()))?)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The handler against a fake store that counts calls; the real path (API Gateway event,
+    //! DynamoDB in moto) is covered in `tests/pipeline.rs`.
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use capture::{
+        CaptureId, CaptureRequest, CaptureStatus, Claim, CreatedCapture, Failure, InvalidRequest,
+        Outcome, Rejection, RequestId,
+    };
+
+    use super::*;
+
+    /// Answers `record_outcome` with a fixed result and counts every call.
+    struct FakeStore {
+        answer: Result<Settlement, Failure>,
+        calls: Mutex<u32>,
+    }
+
+    impl FakeStore {
+        fn answering(answer: Result<Settlement, Failure>) -> Self {
+            Self {
+                answer,
+                calls: Mutex::new(0),
+            }
+        }
+
+        fn calls(&self) -> u32 {
+            *self.calls.lock().unwrap()
+        }
+    }
+
+    #[async_trait]
+    impl CaptureStore for FakeStore {
+        async fn record_invalid(
+            &self,
+            _: &InvalidRequest,
+            _: &str,
+            _: &str,
+        ) -> Result<Rejection, Failure> {
+            unreachable!("not used by the webhook")
+        }
+        async fn claim(&self, _: &CaptureRequest, _: &str) -> Result<Claim, Failure> {
+            unreachable!("not used by the webhook")
+        }
+        async fn release(&self, _: &CaptureId, _: &Failure) -> Result<(), Failure> {
+            unreachable!("not used by the webhook")
+        }
+        async fn fail_unsubmitted(&self, _: &CaptureId, _: &str) -> Result<(), Failure> {
+            unreachable!("not used by the webhook")
+        }
+        async fn store_request_id(
+            &self,
+            _: &CaptureId,
+            _: &CreatedCapture,
+        ) -> Result<CaptureStatus, Failure> {
+            unreachable!("not used by the webhook")
+        }
+        async fn adopt_request_id(
+            &self,
+            _: &CaptureId,
+            _: &CreatedCapture,
+        ) -> Result<Option<CaptureStatus>, Failure> {
+            unreachable!("not used by the webhook")
+        }
+        async fn note_ambiguous_create(&self, _: &CaptureId) -> Result<(), Failure> {
+            unreachable!("not used by the webhook")
+        }
+        async fn record_outcome(&self, _: &RequestId, _: &Outcome) -> Result<Settlement, Failure> {
+            *self.calls.lock().unwrap() += 1;
+            self.answer.clone()
+        }
+    }
+
+    const SECRET: &str = "a-webhook-secret-of-length";
+    const DONE: &str = r#"{"data":{"requestId":7,"success":true,"fileUrl":"https://f/7.png"}}"#;
+
+    fn request(method: Method, secret: Option<&str>, body: &str) -> Request {
+        let mut request = Request::new(Body::Text(body.to_owned()));
+        *request.method_mut() = method;
+        let query: HashMap<String, String> = secret
+            .map(|s| HashMap::from([(SECRET_PARAMETER.to_owned(), s.to_owned())]))
+            .unwrap_or_default();
+        request.with_query_string_parameters(query)
+    }
+
+    async fn status(store: &FakeStore, request: Request) -> StatusCode {
+        let secret = Secret::new(SECRET.to_owned());
+        handle(store, &secret, request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn missing_or_wrong_secret_is_401_and_never_reaches_the_store() {
+        let store = FakeStore::answering(Ok(Settlement::Applied(CaptureStatus::Complete)));
+        assert_eq!(status(&store, request(Method::POST, None, DONE)).await, 401);
+        assert_eq!(
+            status(&store, request(Method::POST, Some("wrong"), DONE)).await,
+            401
+        );
+        assert_eq!(store.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn secret_in_the_header_is_accepted() {
+        let store = FakeStore::answering(Ok(Settlement::Applied(CaptureStatus::Complete)));
+        let mut call = request(Method::POST, None, DONE);
+        call.headers_mut()
+            .insert(SECRET_HEADER, SECRET.parse().unwrap());
+        assert_eq!(status(&store, call).await, 200);
+    }
+
+    #[tokio::test]
+    async fn stored_outcome_is_answered_200() {
+        let store = FakeStore::answering(Ok(Settlement::Parked));
+        assert_eq!(
+            status(&store, request(Method::POST, Some(SECRET), DONE)).await,
+            200
+        );
+        assert_eq!(store.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn store_failure_is_answered_503_so_peekshot_retries() {
+        let store = FakeStore::answering(Err(Failure::transient("DynamoDB throttled")));
+        assert_eq!(
+            status(&store, request(Method::POST, Some(SECRET), DONE)).await,
+            503
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_body_is_400_and_writes_nothing() {
+        let store = FakeStore::answering(Ok(Settlement::Parked));
+        assert_eq!(
+            status(&store, request(Method::POST, Some(SECRET), "{oops")).await,
+            400
+        );
+        assert_eq!(store.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn in_progress_status_writes_nothing() {
+        let store = FakeStore::answering(Ok(Settlement::Parked));
+        let body = r#"{"data":{"requestId":7,"status":"PROCESSING"}}"#;
+        assert_eq!(
+            status(&store, request(Method::POST, Some(SECRET), body)).await,
+            200
+        );
+        assert_eq!(store.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn other_methods_are_405() {
+        let store = FakeStore::answering(Ok(Settlement::Parked));
+        assert_eq!(
+            status(&store, request(Method::GET, Some(SECRET), "")).await,
+            405
+        );
+    }
+}
