@@ -817,6 +817,31 @@ async fn sample_sqs_event_is_handled_without_retries() {
         }
     }
     assert!(invoke_submitter(stack, &event).await.is_empty());
+
+    // What the demo shows: three captures complete, three fail with their reason.
+    for (capture_id, expected) in [
+        (format!("docs-home-full-{suffix}"), "COMPLETE"),
+        (format!("pricing-table-{suffix}"), "COMPLETE"),
+        (
+            format!("b6c1c8a2-1f0e-4a51-9b7e-000000000001-{suffix}"),
+            "COMPLETE",
+        ),
+        (format!("bot-protected-shop-{suffix}"), "FAILED"),
+        (format!("admin-panel-localhost-{suffix}"), "FAILED"),
+        (
+            format!("b6c1c8a2-1f0e-4a51-9b7e-000000000006-{suffix}"),
+            "FAILED",
+        ),
+    ] {
+        let record = final_record(stack, &capture_id).await;
+        assert_eq!(status(&record), expected, "{capture_id}: {record:?}");
+        if expected == "FAILED" {
+            assert!(
+                text(&record, "error").is_some_and(|e| !e.is_empty()),
+                "{record:?}"
+            );
+        }
+    }
 }
 
 fn encode_base64(bytes: &[u8]) -> String {
