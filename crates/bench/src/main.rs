@@ -70,6 +70,10 @@ struct Options {
     /// `profile.release.opt-level=3`; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     build_overrides: Vec<String>,
+    /// An environment variable for every function process, e.g.
+    /// `SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt`; repeatable.
+    #[arg(long = "function-env", value_name = "NAME=VALUE", value_parser = name_value)]
+    function_env: Vec<(String, String)>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -98,7 +102,13 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     let load_before = load_average();
-    let stack = Stack::start(&workspace, &lambda_dir, &bench_dir.join("logs")).await?;
+    let stack = Stack::start(
+        &workspace,
+        &lambda_dir,
+        &bench_dir.join("logs"),
+        options.function_env.clone(),
+    )
+    .await?;
     let measured = measure(&stack, &options).await;
     stack.stop().await;
     let measured = measured?;
@@ -114,6 +124,11 @@ async fn main() -> anyhow::Result<()> {
         load_after,
         commit: commit(&workspace),
         build_overrides: options.build_overrides.clone(),
+        function_env: options
+            .function_env
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect(),
         build_seconds,
     };
     let results = measured.into_results(environment, artifacts)?;
@@ -239,6 +254,14 @@ impl Measured {
         results.targets = report::check_targets(&results, &self.tuned);
         Ok(results)
     }
+}
+
+/// Parses `NAME=VALUE`.
+fn name_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
 }
 
 fn load_average() -> String {

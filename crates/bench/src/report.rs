@@ -33,6 +33,8 @@ pub struct Environment {
     pub commit: String,
     /// Cargo `--config` overrides of the functions' build, if any.
     pub build_overrides: Vec<String>,
+    /// Extra environment of every function process, if any.
+    pub function_env: Vec<String>,
     /// How long the functions' release build took (absent with `--skip-build`).
     pub build_seconds: Option<f64>,
 }
@@ -373,41 +375,47 @@ fn concurrency_table(out: &mut String, all: &[ConcurrencyRuns]) {
     section(
         out,
         &format!(
-            "Batch concurrency (every PeekShot answer delayed {delay:.0} ms; median of the runs; ratio to the delay)"
+            "Batch concurrency: one submitter invocation, every PeekShot answer delayed {delay:.0} ms (median run)"
         ),
     );
-    let mut header = vec!["batch".to_owned()];
+    row(
+        out,
+        &[
+            "SUBMIT_CONCURRENCY",
+            "batch",
+            "runs",
+            "wall time",
+            "x delay",
+            "DynamoDB requests",
+            "moto busy",
+            "moto p50 per request",
+            "CPU per message",
+        ],
+    );
+    rule(out, 9);
     for runs in all {
-        header.push(format!("SUBMIT_CONCURRENCY={}", runs.concurrency));
-        header.push(format!(
-            "CPU per message (concurrency {})",
-            runs.concurrency
-        ));
-    }
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    row(out, &header);
-    rule(out, header.len());
-    let mut sizes: Vec<usize> = first.runs.iter().map(|r| r.messages).collect();
-    sizes.dedup();
-    for size in sizes {
-        let mut cells = vec![size.to_string()];
-        for runs in all {
+        let mut sizes: Vec<usize> = runs.runs.iter().map(|r| r.messages).collect();
+        sizes.dedup();
+        for size in sizes {
             let count = runs.runs.iter().filter(|r| r.messages == size).count();
-            match median_run(runs, size) {
-                Some(run) => {
-                    cells.push(format!(
-                        "{:.0} ms ({:.2}x, {count} run{})",
-                        run.duration_ms,
-                        run.duration_ms / delay,
-                        if count == 1 { "" } else { "s" }
-                    ));
-                    cells.push(format!("{:.2} ms", run.cpu_ms / size as f64));
-                }
-                None => cells.extend(["-".to_owned(), "-".to_owned()]),
-            }
+            let Some(run) = median_run(runs, size) else {
+                continue;
+            };
+            row(
+                out,
+                &[
+                    &runs.concurrency.to_string(),
+                    &size.to_string(),
+                    &count.to_string(),
+                    &format!("{:.0} ms", run.duration_ms),
+                    &format!("{:.2}", run.duration_ms / delay),
+                    &run.dynamodb_calls.to_string(),
+                    &format!("{:.0} ms", run.dynamodb_busy_ms),
+                    &format!("{:.1} ms", run.dynamodb_call_p50_ms),
+                    &format!("{:.2} ms", run.cpu_ms / size as f64),
+                ],
+            );
         }
-        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
-        row(out, &cells);
     }
 }
 

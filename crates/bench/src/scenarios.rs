@@ -16,7 +16,7 @@ use crate::capacity;
 use crate::events::{self, QueueMessage, WebhookEvents};
 use crate::function::{FunctionProcess, FunctionSpec};
 use crate::gateway::Gateway;
-use crate::proxy::{CallCount, Ledger};
+use crate::proxy::{Call, CallCount, Ledger};
 use crate::runtime_api::Invocation;
 use crate::stack::{self, Stack};
 use crate::stats::Summary;
@@ -71,11 +71,20 @@ pub struct BatchRun {
     pub cpu_ms: f64,
     /// Peak resident set of the process so far, bytes.
     pub peak_rss_bytes: u64,
+    /// DynamoDB requests the invocation made.
+    pub dynamodb_calls: usize,
+    /// Time during the invocation when at least one of its DynamoDB requests was waiting
+    /// for moto, ms. moto answers one request at a time, so this is the part of the wall
+    /// time the local DynamoDB stand-in accounts for.
+    pub dynamodb_busy_ms: f64,
+    /// The median time moto took for one of those requests, ms.
+    pub dynamodb_call_p50_ms: f64,
 }
 
 /// Invokes `process` with a batch of `messages` fresh capture requests and checks that every
 /// one was submitted (none reported for retry).
 async fn submit_batch(
+    stack: &Stack,
     process: &mut FunctionProcess,
     prefix: &str,
     messages: usize,
@@ -91,19 +100,55 @@ async fn submit_batch(
         "the submitter asked to retry {} of {messages} messages ({prefix}); see its log",
         failures.len()
     );
+    let calls: Vec<Call> = stack
+        .ledger
+        .calls()
+        .into_iter()
+        .filter(|call| call.caller == stack::SUBMITTER && call.service == "dynamodb")
+        .filter(|call| call.started >= invocation.handed_out && call.started <= invocation.answered)
+        .collect();
+    let call_times: Vec<Duration> = calls.iter().map(|call| call.elapsed).collect();
     Ok(BatchRun {
         messages,
         concurrency,
         duration_ms: ms(invocation.duration()),
         cpu_ms: ms(cpu_after.saturating_sub(cpu_before)),
         peak_rss_bytes: process.peak_rss()?,
+        dynamodb_calls: calls.len(),
+        dynamodb_busy_ms: ms(busy_time(&calls)),
+        dynamodb_call_p50_ms: Summary::of(&call_times).map_or(0.0, |s| s.p50_ms),
     })
+}
+
+/// The time covered by at least one of `calls`.
+fn busy_time(calls: &[Call]) -> Duration {
+    let mut spans: Vec<(Instant, Instant)> = calls
+        .iter()
+        .map(|call| (call.started, call.started + call.elapsed))
+        .collect();
+    spans.sort();
+    let mut busy = Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (start, end) in spans {
+        current = match current {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                busy += e - s;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    if let Some((s, e)) = current {
+        busy += e - s;
+    }
+    busy
 }
 
 /// Peak memory of a fresh submitter handling one batch of `messages`.
 pub async fn submitter_memory(stack: &Stack, messages: usize) -> anyhow::Result<BatchRun> {
     let mut process = stack.launch(&stack.submitter(None)).await?;
-    let run = submit_batch(&mut process, &format!("mem{messages}"), messages, 10).await;
+    let run = submit_batch(stack, &mut process, &format!("mem{messages}"), messages, 10).await;
     process.stop().await;
     run
 }
@@ -145,6 +190,7 @@ pub async fn batch_concurrency(
     let mut process = stack.launch(&spec).await?;
     let result = async {
         submit_batch(
+            stack,
             &mut process,
             &format!("warm-c{concurrency}"),
             1,
@@ -155,7 +201,7 @@ pub async fn batch_concurrency(
         for &size in sizes {
             for repeat in 0..repeats {
                 let prefix = format!("conc-c{concurrency}-b{size}-r{repeat}");
-                runs.push(submit_batch(&mut process, &prefix, size, concurrency).await?);
+                runs.push(submit_batch(stack, &mut process, &prefix, size, concurrency).await?);
             }
         }
         Ok(ConcurrencyRuns {
@@ -181,7 +227,7 @@ pub async fn submitted_captures(stack: &Stack, count: usize) -> anyhow::Result<V
     let result = async {
         for batch in 0..count.div_ceil(100) {
             let size = (count - batch * 100).min(100);
-            submit_batch(&mut process, &format!("hook{batch:02}"), size, 10).await?;
+            submit_batch(stack, &mut process, &format!("hook{batch:02}"), size, 10).await?;
         }
         request_ids(stack, "capture#hook").await
     }

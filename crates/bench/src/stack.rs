@@ -61,14 +61,17 @@ pub struct Stack {
     _event_source_proxy: CountingProxy,
     moto: Moto,
     launches: AtomicUsize,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Stack {
-    /// Starts moto, creates the resources, and starts the proxies and the simulator.
+    /// Starts moto, creates the resources, and starts the proxies and the simulator. Every
+    /// function started later also gets `extra_env` (an experiment's setting).
     pub async fn start(
         workspace: &Path,
         lambda_dir: &Path,
         log_dir: &Path,
+        extra_env: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(log_dir)
             .with_context(|| format!("creating {}", log_dir.display()))?;
@@ -128,6 +131,7 @@ impl Stack {
             _event_source_proxy: event_source_proxy,
             moto,
             launches: AtomicUsize::new(0),
+            extra_env,
         })
     }
 
@@ -200,7 +204,11 @@ impl Stack {
     pub async fn launch(&self, spec: &FunctionSpec) -> anyhow::Result<FunctionProcess> {
         let n = self.launches.fetch_add(1, Ordering::Relaxed);
         let log = self.log_dir.join(format!("{:03}-{}.log", n, spec.name));
-        FunctionProcess::start(spec, &log).await
+        let mut spec = spec.clone();
+        for (name, value) in &self.extra_env {
+            spec = spec.with_env(name, value);
+        }
+        FunctionProcess::start(&spec, &log).await
     }
 
     /// Stops moto; the rest stops when the stack is dropped.
