@@ -29,7 +29,8 @@ const COLD_START_LIMIT: Duration = Duration::from_secs(10);
 pub const MEMORY_SIZE_MB: u64 = 128;
 
 /// A function to start: its binary and the environment its template entry would give it.
-#[derive(Debug, Clone)]
+/// Not `Debug`: the environment holds this run's API key and webhook secret.
+#[derive(Clone)]
 pub struct FunctionSpec {
     /// `submitter`, `webhook` or `reconciler`.
     pub name: &'static str,

@@ -63,9 +63,13 @@ struct Options {
     /// Passes over the webhook payloads in the in-process timing of our own code.
     #[arg(long, default_value_t = 20)]
     micro_passes: usize,
-    /// Measure the functions already built in target/bench/lambda.
+    /// Measure the functions already built in the lambda directory.
     #[arg(long)]
     skip_build: bool,
+    /// Where the functions are built to (`<dir>/<function>/bootstrap`); relative to the
+    /// workspace root.
+    #[arg(long, default_value = "target/bench/lambda")]
+    lambda_dir: PathBuf,
     /// A Cargo `--config` override for the functions' build, e.g.
     /// `profile.release.opt-level=3`; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE")]
@@ -87,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
         .canonicalize()
         .context("finding the workspace root")?;
     let bench_dir = workspace.join("target/bench");
-    let lambda_dir = bench_dir.join("lambda");
+    let lambda_dir = workspace.join(&options.lambda_dir);
     let started = OffsetDateTime::now_utc();
 
     let build_seconds = if options.skip_build {

@@ -54,6 +54,8 @@ async fn main() -> Result<(), Error> {
 /// index, no permission) fails the invocation, so the errors alarm sees it.
 async fn handle_run(reconciler: &Reconciler, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let stop_starting_at = stop_starting_at(&event.context, reconciler.read_timeout);
+    let read_budget_ms = stop_starting_at
+        .map(|stop| stop.saturating_duration_since(Instant::now()).as_millis() as u64);
     let report = match reconcile(
         &reconciler.store,
         &reconciler.peekshot,
@@ -85,25 +87,24 @@ async fn handle_run(reconciler: &Reconciler, event: LambdaEvent<Value>) -> Resul
         still_pending = report.still_pending,
         errors = report.errors,
         deferred = report.deferred,
+        read_budget_ms,
         "reconcile run finished"
     );
     Ok(serde_json::to_value(&report)?)
 }
 
 /// The moment after which no new read should start: the invocation's deadline, less one
-/// PeekShot call and [`DEADLINE_MARGIN`]. `None` when the context has no deadline (a test's
-/// default context).
+/// PeekShot call and [`DEADLINE_MARGIN`]. `None` when the context has no usable deadline: a
+/// test's default context has none (0), and `cargo lambda watch` sends 600000, ten minutes
+/// meant as a duration, which read as epoch milliseconds lies in 1970. A real invocation's
+/// deadline is always in the future when it starts.
 fn stop_starting_at(context: &Context, read_timeout: Duration) -> Option<Instant> {
-    if context.deadline == 0 {
-        return None;
-    }
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let left = Duration::from_millis(
-        u64::try_from(u128::from(context.deadline).saturating_sub(now_ms)).unwrap_or(0),
-    );
+    let left_ms = u128::from(context.deadline).checked_sub(now_ms)?;
+    let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(u64::MAX));
     Some(Instant::now() + left.saturating_sub(read_timeout + DEADLINE_MARGIN))
 }
 
@@ -112,14 +113,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_deadline_means_no_stop_and_a_near_deadline_means_stop_now() {
+    fn no_deadline_or_one_in_the_past_means_no_stop() {
         assert_eq!(stop_starting_at(&Context::default(), Duration::ZERO), None);
 
-        let mut context = Context::default();
+        let mut watch = Context::default();
+        watch.deadline = 600_000;
+        assert_eq!(stop_starting_at(&watch, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn reads_stop_one_call_and_a_margin_before_the_deadline() {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
+        let mut context = Context::default();
         context.deadline = now_ms + 60_000;
         let stop = stop_starting_at(&context, Duration::from_secs(10)).unwrap();
         let left = stop.saturating_duration_since(Instant::now());
