@@ -2,11 +2,11 @@
 # Runs the pipeline on loopback once: sets up the Python tools, starts the local stack,
 # sends the sample capture requests from events/sqs-capture-batch.json, waits for each
 # capture to finish and prints a table. Extra arguments go to `devstack demo`
-# (see `cargo run -q -p devstack -- demo --help`).
+# (see `scripts/devstack.sh demo --help`).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 scripts/setup.sh
-exec cargo run -q -p devstack -- demo "$@"
+exec scripts/devstack.sh demo "$@"

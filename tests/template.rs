@@ -434,6 +434,18 @@ fn every_tunable_parameter_reaches_the_function_that_reads_it() {
         ),
         (
             "SubmitterFunction",
+            "SUBMIT_RATE_PER_SECOND",
+            "SubmitRatePerSecond",
+            json!(capture_adapters::config::DEFAULT_SUBMIT_RATE_PER_SECOND as u64),
+        ),
+        (
+            "SubmitterFunction",
+            "SUBMIT_BURST",
+            "SubmitBurst",
+            json!(capture_adapters::config::DEFAULT_SUBMIT_BURST),
+        ),
+        (
+            "SubmitterFunction",
             "CAPTURE_RETENTION_DAYS",
             "CaptureRetentionDays",
             json!(30),
@@ -532,6 +544,31 @@ fn submitter_concurrency_is_capped_by_a_parameter_to_respect_peekshots_rate_limi
     assert!(
         number(&maximum["MinValue"]) >= 2.0,
         "SQS event sources accept a MaximumConcurrency of 2 or more"
+    );
+}
+
+/// One round of the event source (every allowed invocation with a full batch) must find pace
+/// slots within the wait a message may spend inside its invocation; otherwise a steady
+/// backlog sends messages back to the queue without an attempt, and each return uses up one
+/// of their `MaxReceiveCount` receives.
+#[test]
+fn the_default_pace_serves_a_full_round_of_batches_within_the_wait() {
+    let round = number(&parameter("MaximumConcurrency")["Default"])
+        * number(&parameter("BatchSize")["Default"]);
+    let rate = number(&parameter("SubmitRatePerSecond")["Default"]);
+    let wait = capture_adapters::config::DEFAULT_SUBMIT_MAX_WAIT.as_secs_f64();
+    let burst = number(&parameter("SubmitBurst")["Default"]);
+    assert!(
+        round <= burst + rate * wait,
+        "{round} messages a round, but only {burst} + {rate}/s x {wait} s of slots"
+    );
+
+    let timeout = number(&properties("SubmitterFunction")["Timeout"]);
+    let reserve = (capture::submit::RECORD_RESERVE + capture::submit::MIN_CALL_TIME).as_secs_f64();
+    assert!(
+        wait + reserve <= timeout,
+        "waiting {wait} s for a slot must leave the {reserve} s a create and its record need \
+         inside the {timeout} s timeout"
     );
 }
 

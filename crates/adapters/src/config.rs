@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use capture::{PacePolicy, RetryPolicy};
 use url::Url;
 
 use crate::secret::{Secret, SecretError, SecretSource};
@@ -37,6 +38,15 @@ pub const DEFAULT_PEEKSHOT_BASE_URL: &str = "https://api.peekshot.com";
 pub const DEFAULT_SUBMIT_CONCURRENCY: usize = 10;
 /// Days a record is kept before DynamoDB's TTL removes it.
 pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+/// Creates per second across all submitter invocations, unless `SUBMIT_RATE_PER_SECOND` says
+/// otherwise. PeekShot publishes no limit; five a second is 18,000 captures an hour, more than
+/// most plans' credits, and a 429 slows the pace down further on its own.
+pub const DEFAULT_SUBMIT_RATE_PER_SECOND: f64 = 5.0;
+/// Creates that may start at once after a quiet spell (`SUBMIT_BURST`).
+pub const DEFAULT_SUBMIT_BURST: u64 = 5;
+/// How long a message may wait inside an invocation for its pace slot (`SUBMIT_MAX_WAIT_SECONDS`).
+/// With the template's 30-second timeout this leaves the create and the record their time.
+pub const DEFAULT_SUBMIT_MAX_WAIT: Duration = Duration::from_secs(10);
 /// How long one call to PeekShot may take. PeekShot answers a create in well under a second;
 /// ten seconds leaves room for a slow day and still fits a 30 s invocation.
 pub const DEFAULT_PEEKSHOT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,6 +124,10 @@ pub struct SubmitterConfig {
     pub peekshot: PeekShotConfig,
     /// Messages of one batch in flight at once.
     pub concurrency: usize,
+    /// The global pace of creates; `None` when `SUBMIT_RATE_PER_SECOND` is 0.
+    pub pace: Option<PacePolicy>,
+    /// How long kept messages wait before they come back.
+    pub retry: RetryPolicy,
     /// Record lifetime.
     pub retention: Duration,
 }
@@ -153,6 +167,8 @@ impl SubmitterConfig {
             100..=60_000,
         )?;
         let retention = retention(env)?;
+        let pace = pace_policy(env)?;
+        let retry = retry_policy(env)?;
         let api_key = secret(
             env,
             secrets,
@@ -171,6 +187,8 @@ impl SubmitterConfig {
                 timeout: Duration::from_millis(timeout_ms),
             },
             concurrency: concurrency as usize,
+            pace,
+            retry,
             retention,
         })
     }
@@ -222,6 +240,63 @@ fn number(
             reason: format!("{value} is outside {}..={}", range.start(), range.end()),
         })
     }
+}
+
+/// `SUBMIT_RATE_PER_SECOND` (0 turns the global pace off), `SUBMIT_BURST` and
+/// `SUBMIT_MAX_WAIT_SECONDS`.
+fn pace_policy(env: &impl Env) -> Result<Option<PacePolicy>, ConfigError> {
+    const NAME: &str = "SUBMIT_RATE_PER_SECOND";
+    let rate = match env.var(NAME) {
+        None => DEFAULT_SUBMIT_RATE_PER_SECOND,
+        Some(raw) => {
+            let rate: f64 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: NAME,
+                reason: format!("{raw:?} is not a number"),
+            })?;
+            if !(rate == 0.0 || (0.01..=1000.0).contains(&rate)) {
+                return Err(ConfigError::Invalid {
+                    name: NAME,
+                    reason: format!("{rate} is outside 0.01..=1000 (or 0 for no pace)"),
+                });
+            }
+            rate
+        }
+    };
+    let burst = number(env, "SUBMIT_BURST", DEFAULT_SUBMIT_BURST, 1..=1000)?;
+    let max_wait = number(
+        env,
+        "SUBMIT_MAX_WAIT_SECONDS",
+        DEFAULT_SUBMIT_MAX_WAIT.as_secs(),
+        0..=600,
+    )?;
+    Ok((rate > 0.0).then(|| PacePolicy {
+        rate_per_second: rate,
+        burst: burst as u32,
+        max_wait: Duration::from_secs(max_wait),
+    }))
+}
+
+/// `RETRY_BASE_SECONDS`, `RETRY_MAX_SECONDS` and `DEPLOYMENT_RETRY_SECONDS`, over the
+/// defaults of [`RetryPolicy`]. The local stack shortens them so that a test's retries take
+/// seconds, not minutes.
+fn retry_policy(env: &impl Env) -> Result<RetryPolicy, ConfigError> {
+    let defaults = RetryPolicy::default();
+    let seconds = |name, default: Duration| {
+        number(env, name, default.as_secs(), 1..=43_200).map(Duration::from_secs)
+    };
+    let policy = RetryPolicy {
+        base: seconds("RETRY_BASE_SECONDS", defaults.base)?,
+        cap: seconds("RETRY_MAX_SECONDS", defaults.cap)?,
+        deployment: seconds("DEPLOYMENT_RETRY_SECONDS", defaults.deployment)?,
+        floor: defaults.floor,
+    };
+    if policy.cap < policy.base {
+        return Err(ConfigError::Invalid {
+            name: "RETRY_MAX_SECONDS",
+            reason: "must be at least RETRY_BASE_SECONDS".into(),
+        });
+    }
+    Ok(policy)
 }
 
 fn retention(env: &impl Env) -> Result<Duration, ConfigError> {
@@ -313,6 +388,57 @@ mod tests {
             "https://api.peekshot.com/"
         );
         assert_eq!(config.concurrency, DEFAULT_SUBMIT_CONCURRENCY);
+        assert_eq!(config.retry, RetryPolicy::default());
+        let pace = config.pace.expect("paced by default");
+        assert_eq!(pace.rate_per_second, DEFAULT_SUBMIT_RATE_PER_SECOND);
+        assert_eq!(pace.burst as u64, DEFAULT_SUBMIT_BURST);
+        assert_eq!(pace.max_wait, DEFAULT_SUBMIT_MAX_WAIT);
+    }
+
+    #[tokio::test]
+    async fn pace_and_retry_settings_are_read_and_zero_turns_the_pace_off() {
+        let mut pairs = SUBMITTER.to_vec();
+        pairs.push(("PEEKSHOT_API_KEY", "k"));
+        pairs.push(("SUBMIT_RATE_PER_SECOND", "2.5"));
+        pairs.push(("SUBMIT_BURST", "3"));
+        pairs.push(("RETRY_BASE_SECONDS", "1"));
+        pairs.push(("RETRY_MAX_SECONDS", "8"));
+        let config = SubmitterConfig::load(&env(&pairs), &no_secrets())
+            .await
+            .unwrap();
+        let pace = config.pace.unwrap();
+        assert_eq!((pace.rate_per_second, pace.burst), (2.5, 3));
+        assert_eq!(config.retry.base, Duration::from_secs(1));
+        assert_eq!(config.retry.cap, Duration::from_secs(8));
+
+        let off = env(&[
+            ("CAPTURE_TABLE", "t"),
+            ("CAPTURE_QUEUE_URL", "q"),
+            ("PEEKSHOT_PROJECT_ID", "p"),
+            ("PEEKSHOT_API_KEY", "k"),
+            ("SUBMIT_RATE_PER_SECOND", "0"),
+        ]);
+        let config = SubmitterConfig::load(&off, &no_secrets()).await.unwrap();
+        assert!(config.pace.is_none());
+    }
+
+    #[tokio::test]
+    async fn impossible_pace_and_retry_settings_are_named() {
+        for (name, value) in [
+            ("SUBMIT_RATE_PER_SECOND", "fast"),
+            ("SUBMIT_RATE_PER_SECOND", "-1"),
+            ("SUBMIT_BURST", "0"),
+            ("RETRY_MAX_SECONDS", "5"),
+        ] {
+            let mut pairs = SUBMITTER.to_vec();
+            pairs.push(("PEEKSHOT_API_KEY", "k"));
+            pairs.push(("RETRY_BASE_SECONDS", "10"));
+            pairs.push((name, value));
+            let err = SubmitterConfig::load(&env(&pairs), &no_secrets())
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
     }
 
     #[tokio::test]

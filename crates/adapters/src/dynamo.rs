@@ -688,7 +688,7 @@ fn fingerprint(request: &CaptureRequest) -> String {
 
 /// `Some(old item)` when the error is a failed condition (the old item, if DynamoDB returned
 /// one), `None` for any other error.
-fn conditional_failure_item<E, R>(err: &SdkError<E, R>) -> Option<Option<Item>>
+pub(crate) fn conditional_failure_item<E, R>(err: &SdkError<E, R>) -> Option<Option<Item>>
 where
     E: ProvideErrorMetadata + ConditionalItem,
 {
@@ -705,7 +705,7 @@ fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> b
 }
 
 /// Gives access to the old item a failed conditional update returns.
-trait ConditionalItem {
+pub(crate) trait ConditionalItem {
     fn old_item(&self) -> Option<Item>;
 }
 
@@ -720,7 +720,7 @@ impl ConditionalItem for aws_sdk_dynamodb::operation::update_item::UpdateItemErr
 
 /// Classifies a DynamoDB error: missing table or permissions are the deployment's fault,
 /// everything else (throttling, 5xx, timeouts) is transient.
-fn classify<E, R>(operation: &str, err: SdkError<E, R>) -> Failure
+pub(crate) fn classify<E, R>(operation: &str, err: SdkError<E, R>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -742,11 +742,11 @@ where
     }
 }
 
-fn s(value: &str) -> AttributeValue {
+pub(crate) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
-fn number(value: u64) -> AttributeValue {
+pub(crate) fn number(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 

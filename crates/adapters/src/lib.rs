@@ -1,11 +1,12 @@
 //! Adapters that connect the capture domain to the outside: PeekShot over HTTP
 //! ([`peekshot`], and its read endpoint in [`peekshot_read`]), the DynamoDB table ([`dynamo`],
-//! and the reconciler's listing in [`awaiting`]), and the functions' configuration with its
+//! the reconciler's listing in [`awaiting`], and the global pace's bucket in [`pace`]), and the functions' configuration with its
 //! secrets ([`config`], [`secret`]). Each Lambda binary builds these once per cold start.
 
 pub mod awaiting;
 pub mod config;
 pub mod dynamo;
+pub mod pace;
 pub mod peekshot;
 pub mod peekshot_read;
 pub mod queue;

@@ -210,6 +210,7 @@ fn answer_failure(
         reason,
         retry_after,
         maybe_created: false,
+        rate_limited: status == 429,
     }
 }
 

@@ -76,6 +76,7 @@ fn interpret_read(status: u16, body: &str) -> Result<ReadAnswer, Failure> {
             reason,
             retry_after: None,
             maybe_created: false,
+            rate_limited: status == 429,
         });
     }
 

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use crate::failure::{Failure, FailureClass};
+use crate::submit::RetryCause;
 
 /// SQS does not hide a message for longer than 12 hours.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
@@ -42,6 +43,20 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The delay before a kept message comes back: [`RetryPolicy::delay`] for a failed
+    /// attempt; for a message the pace deferred, the time until its slot plus up to
+    /// [`RetryPolicy::floor`] of jitter (so deferred messages do not return together), never
+    /// less than the floor.
+    pub fn delay_for(&self, cause: &RetryCause, receive_count: u32, unit_random: f64) -> Duration {
+        match cause {
+            RetryCause::Failed(failure) => self.delay(failure, receive_count, unit_random),
+            RetryCause::Deferred(after) => (*after
+                + self.floor.mul_f64(unit_random.clamp(0.0, 1.0)))
+            .max(self.floor)
+            .min(MAX_VISIBILITY),
+        }
+    }
+
     /// The delay before the next attempt of a message received `receive_count` times (1 on
     /// its first delivery) that met `failure`. `unit_random` is uniform in `[0, 1)`; callers
     /// pass a fresh random number, tests a fixed one.
@@ -97,6 +112,18 @@ mod tests {
     fn deployment_faults_wait_the_longest() {
         let failure = Failure::deployment("403");
         assert_eq!(policy().delay(&failure, 1, 0.0), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn deferred_messages_come_back_when_their_slot_is_due_whatever_their_receive_count() {
+        let cause = RetryCause::Deferred(Duration::from_secs(3));
+        assert_eq!(policy().delay_for(&cause, 1, 0.0), Duration::from_secs(3));
+        assert_eq!(
+            policy().delay_for(&cause, 4, 0.5),
+            Duration::from_millis(3_500)
+        );
+        let soon = RetryCause::Deferred(Duration::from_millis(200));
+        assert_eq!(policy().delay_for(&soon, 1, 0.0), Duration::from_secs(1));
     }
 
     #[test]

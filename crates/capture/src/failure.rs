@@ -66,6 +66,9 @@ pub struct Failure {
     /// after the request was sent, a connection lost before the answer). The next attempt then
     /// looks for that capture before creating another.
     pub maybe_created: bool,
+    /// Whether the other side asked us to slow down (PeekShot's 429): the submitter then
+    /// slows the global pace as well as this message.
+    pub rate_limited: bool,
 }
 
 impl Failure {
@@ -76,6 +79,7 @@ impl Failure {
             reason: reason.into(),
             retry_after: None,
             maybe_created: false,
+            rate_limited: false,
         }
     }
 
@@ -86,6 +90,7 @@ impl Failure {
             reason: reason.into(),
             retry_after: None,
             maybe_created: false,
+            rate_limited: false,
         }
     }
 
@@ -104,6 +109,7 @@ impl Failure {
             reason: reason.into(),
             retry_after: None,
             maybe_created: false,
+            rate_limited: false,
         }
     }
 }

@@ -11,12 +11,14 @@
 //! - [`backoff`]: how long a kept message waits before its next attempt.
 //! - [`webhook`]: PeekShot's webhook payload, read tolerantly.
 //! - [`ports`]: the store and PeekShot traits.
+//! - [`pace`]: the global pace of creates, a token bucket shared by every submitter.
 //! - [`submit`]: one message and one batch through validation, claim, create and store.
 //! - [`reconcile`]: lost webhooks: captures left SUBMITTED, settled from PeekShot's read endpoint.
 
 pub mod backoff;
 pub mod failure;
 pub mod lifecycle;
+pub mod pace;
 pub mod ports;
 pub mod reconcile;
 pub mod request;
@@ -26,6 +28,9 @@ pub mod webhook;
 pub use backoff::RetryPolicy;
 pub use failure::{Failure, FailureClass};
 pub use lifecycle::{CaptureStatus, Outcome};
+pub use pace::{
+    Pace, PaceAnswer, PacePolicy, PaceState, PaceStep, PaceStore, Pacer, Reservation, Unpaced,
+};
 pub use ports::{
     CaptureStore, Claim, CreatedCapture, Rejection, RequestId, ScreenshotApi, Settlement,
 };
@@ -35,6 +40,7 @@ pub use reconcile::{
 };
 pub use request::{CaptureId, CaptureOptions, CaptureRequest, FileType, InvalidRequest, Viewport};
 pub use submit::{
-    BatchLimits, BatchReport, Done, QueuedMessage, Retry, Verdict, submit_batch, submit_message,
+    BatchLimits, BatchReport, Done, QueuedMessage, Retry, RetryCause, Verdict, submit_batch,
+    submit_message,
 };
 pub use webhook::{Progress, WebhookError, WebhookNotice, parse_webhook};

@@ -1,19 +1,22 @@
 //! Submitting queued capture requests to PeekShot: one message at a time in
 //! [`submit_message`], a batch concurrently in [`submit_batch`].
 //!
-//! Each message ends in one of two verdicts. [`Verdict::Done`] lets the queue delete it: the
+//! Each message ends in one of three verdicts. [`Verdict::Done`] lets the queue delete it: the
 //! capture was submitted, was already handled, or failed for good with its reason on record.
 //! [`Verdict::Retry`] keeps it: a transient or deployment failure left the capture open, and
 //! the queue brings the message back (and dead-letters it after its receive limit).
+//! [`Verdict::Defer`] keeps it untouched: the global pace ([`crate::pace`]) had no slot for it
+//! within the wait the invocation allows.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::failure::{Failure, FailureClass};
+use crate::pace::{Pace, epoch_ms};
 use crate::ports::{CaptureStore, Claim, Rejection, ScreenshotApi};
-use crate::request::{CaptureId, CaptureRequest};
+use crate::request::{CaptureId, CaptureRequest, InvalidRequest};
 
 /// Time kept back after PeekShot answers, to store its answer (up to three DynamoDB calls,
 /// each bounded by the SDK's operation timeout of a few seconds), postpone kept messages and
@@ -51,8 +54,17 @@ pub struct BatchLimits {
 pub struct Retry {
     /// The message.
     pub message: QueuedMessage,
-    /// The failure that kept it; its class and `Retry-After` set the delay.
-    pub failure: Failure,
+    /// What kept it; this sets the delay before it comes back.
+    pub cause: RetryCause,
+}
+
+/// Why a message is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryCause {
+    /// An attempt failed; its class and `Retry-After` set the delay.
+    Failed(Failure),
+    /// No attempt was made: the pace has a slot for it about this much later.
+    Deferred(Duration),
 }
 
 /// What should happen to a message after one attempt.
@@ -62,6 +74,8 @@ pub enum Verdict {
     Done(Done),
     /// Keep it for another attempt.
     Retry(Failure),
+    /// Keep it, untouched, until the pace has a slot for it.
+    Defer(Duration),
 }
 
 /// Why a message needs no further attempt.
@@ -85,27 +99,74 @@ pub struct BatchReport {
     pub retry: Vec<Retry>,
     /// How many messages were submitted, found done, or failed for good.
     pub done: usize,
+    /// How many messages the pace deferred without an attempt.
+    pub deferred: usize,
     /// How many messages met a deployment fault.
     pub deployment_faults: usize,
     /// The first deployment fault's reason, to be logged once for the whole batch.
     pub deployment_reason: Option<String>,
 }
 
+/// One message of a batch, parsed, with what the batch decided for it.
+enum Work {
+    /// Not a valid request: record why.
+    Invalid(InvalidRequest),
+    /// A valid request whose create may start at this epoch millisecond.
+    Submit(Box<CaptureRequest>, u64),
+    /// A valid request the pace had no slot for.
+    Defer(Duration),
+    /// A valid request kept because the pace could not be asked.
+    Unpaced(Failure),
+}
+
 /// Submits every message of a batch, at most `concurrency` at a time, and reports which ones to
 /// keep. A bad message never affects the others.
-pub async fn submit_batch<S, A>(
+///
+/// The valid messages take their slots from `pace` in one reservation, as far ahead as the
+/// invocation's time allows; each waits for its slot before it is claimed and created, and
+/// those without a slot are deferred untouched.
+pub async fn submit_batch<S, A, P>(
     store: &S,
     api: &A,
+    pace: &P,
     messages: Vec<QueuedMessage>,
     limits: BatchLimits,
 ) -> BatchReport
 where
     S: CaptureStore + ?Sized,
     A: ScreenshotApi + ?Sized,
+    P: Pace + ?Sized,
 {
-    let verdicts: Vec<(QueuedMessage, Verdict)> = futures::stream::iter(messages)
-        .map(|message| async move {
-            let verdict = submit_message(store, api, &message, limits.deadline).await;
+    let parsed: Vec<(QueuedMessage, Result<CaptureRequest, InvalidRequest>)> = messages
+        .into_iter()
+        .map(|message| {
+            let request = parse(&message);
+            (message, request)
+        })
+        .collect();
+    let work = plan_batch(pace, parsed, limits.deadline).await;
+
+    let verdicts: Vec<(QueuedMessage, Verdict)> = futures::stream::iter(work)
+        .map(|(message, work)| async move {
+            let verdict = match work {
+                Work::Invalid(invalid) => record_invalid(store, &message, &invalid).await,
+                Work::Submit(request, start_ms) => {
+                    wait_for_slot(start_ms).await;
+                    let span = message_span(&message, &request.capture_id);
+                    submit_valid(
+                        store,
+                        api,
+                        pace,
+                        &request,
+                        &message.message_id,
+                        limits.deadline,
+                    )
+                    .instrument(span)
+                    .await
+                }
+                Work::Defer(after) => Verdict::Defer(after),
+                Work::Unpaced(failure) => Verdict::Retry(failure),
+            };
             (message, verdict)
         })
         .buffer_unordered(limits.concurrency.max(1))
@@ -116,6 +177,13 @@ where
     for (message, verdict) in verdicts {
         match verdict {
             Verdict::Done(_) => report.done += 1,
+            Verdict::Defer(after) => {
+                report.deferred += 1;
+                report.retry.push(Retry {
+                    message,
+                    cause: RetryCause::Deferred(after),
+                });
+            }
             Verdict::Retry(failure) => {
                 if failure.class == FailureClass::Deployment {
                     report.deployment_faults += 1;
@@ -123,7 +191,10 @@ where
                         .deployment_reason
                         .get_or_insert_with(|| failure.reason.clone());
                 }
-                report.retry.push(Retry { message, failure });
+                report.retry.push(Retry {
+                    message,
+                    cause: RetryCause::Failed(failure),
+                });
             }
         }
     }
@@ -138,55 +209,135 @@ where
     report
 }
 
-/// Submits one message: validate, claim, create at PeekShot, store the request id, all before
-/// `deadline`.
-pub async fn submit_message<S, A>(
+/// Reserves one slot per valid message and pairs each message with what to do with it.
+async fn plan_batch<P>(
+    pace: &P,
+    parsed: Vec<(QueuedMessage, Result<CaptureRequest, InvalidRequest>)>,
+    deadline: Instant,
+) -> Vec<(QueuedMessage, Work)>
+where
+    P: Pace + ?Sized,
+{
+    let valid = parsed.iter().filter(|(_, request)| request.is_ok()).count();
+    let reservation = if valid == 0 {
+        Ok(Default::default())
+    } else {
+        pace.reserve(valid, time_to_wait(deadline)).await
+    };
+    let (mut starts, mut deferrals, unpaced) = match reservation {
+        Ok(reservation) => (
+            reservation.starts_ms.into_iter(),
+            reservation.deferrals.into_iter(),
+            None,
+        ),
+        Err(failure) => {
+            warn!(reason = %failure.reason, "cannot take slots from the pace; valid messages kept");
+            (
+                Vec::new().into_iter(),
+                Vec::new().into_iter(),
+                Some(failure),
+            )
+        }
+    };
+
+    parsed
+        .into_iter()
+        .map(|(message, request)| {
+            let work = match (request, &unpaced) {
+                (Err(invalid), _) => Work::Invalid(invalid),
+                (Ok(_), Some(failure)) => Work::Unpaced(failure.clone()),
+                (Ok(request), None) => match starts.next() {
+                    Some(start_ms) => Work::Submit(Box::new(request), start_ms),
+                    None => Work::Defer(deferrals.next().unwrap_or(MIN_CALL_TIME)),
+                },
+            };
+            (message, work)
+        })
+        .collect()
+}
+
+/// Submits one message whose slot the caller already holds (or that is not paced): validate,
+/// claim, create at PeekShot, store the request id, all before `deadline`.
+pub async fn submit_message<S, A, P>(
     store: &S,
     api: &A,
+    pace: &P,
     message: &QueuedMessage,
     deadline: Instant,
 ) -> Verdict
 where
     S: CaptureStore + ?Sized,
     A: ScreenshotApi + ?Sized,
+    P: Pace + ?Sized,
 {
-    let span = info_span!(
+    match parse(message) {
+        Ok(request) => {
+            let span = message_span(message, &request.capture_id);
+            submit_valid(store, api, pace, &request, &message.message_id, deadline)
+                .instrument(span)
+                .await
+        }
+        Err(invalid) => record_invalid(store, message, &invalid).await,
+    }
+}
+
+fn parse(message: &QueuedMessage) -> Result<CaptureRequest, InvalidRequest> {
+    let fallback_id = CaptureId::from_message_id(&message.message_id);
+    CaptureRequest::parse(&message.body, &fallback_id)
+}
+
+fn message_span(message: &QueuedMessage, capture_id: &CaptureId) -> tracing::Span {
+    info_span!(
         "submit",
         message_id = %message.message_id,
-        capture_id = tracing::field::Empty,
+        capture_id = %capture_id,
         request_id = tracing::field::Empty,
-    );
+    )
+}
+
+/// Writes the FAILED record of a message that is not a valid request.
+async fn record_invalid<S>(store: &S, message: &QueuedMessage, invalid: &InvalidRequest) -> Verdict
+where
+    S: CaptureStore + ?Sized,
+{
+    let span = message_span(message, &invalid.capture_id);
     async move {
-        let fallback_id = CaptureId::from_message_id(&message.message_id);
-        match CaptureRequest::parse(&message.body, &fallback_id) {
-            Ok(request) => {
-                tracing::Span::current().record("capture_id", request.capture_id.as_str());
-                submit_valid(store, api, &request, &message.message_id, deadline).await
+        warn!(reason = %invalid.reason, "rejecting invalid capture request");
+        match store
+            .record_invalid(invalid, &message.message_id, &message.body)
+            .await
+        {
+            Ok(Rejection::Recorded) => Verdict::Done(Done::Failed),
+            Ok(Rejection::CaptureIdTaken) => {
+                warn!("capture id already has a record; the invalid message is dropped");
+                Verdict::Done(Done::Rejected)
             }
-            Err(invalid) => {
-                tracing::Span::current().record("capture_id", invalid.capture_id.as_str());
-                warn!(reason = %invalid.reason, "rejecting invalid capture request");
-                match store
-                    .record_invalid(&invalid, &message.message_id, &message.body)
-                    .await
-                {
-                    Ok(Rejection::Recorded) => Verdict::Done(Done::Failed),
-                    Ok(Rejection::CaptureIdTaken) => {
-                        warn!("capture id already has a record; the invalid message is dropped");
-                        Verdict::Done(Done::Rejected)
-                    }
-                    Err(failure) => Verdict::Retry(failure),
-                }
-            }
+            Err(failure) => Verdict::Retry(failure),
         }
     }
     .instrument(span)
     .await
 }
 
-async fn submit_valid<S, A>(
+/// How long a message may wait for its slot and still leave time for its call and its record.
+fn time_to_wait(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(RECORD_RESERVE + MIN_CALL_TIME)
+}
+
+/// Sleeps until `start_ms` (epoch milliseconds), if that is still ahead.
+async fn wait_for_slot(start_ms: u64) {
+    let now_ms = epoch_ms(SystemTime::now());
+    if start_ms > now_ms {
+        tokio::time::sleep(Duration::from_millis(start_ms - now_ms)).await;
+    }
+}
+
+async fn submit_valid<S, A, P>(
     store: &S,
     api: &A,
+    pace: &P,
     request: &CaptureRequest,
     message_id: &str,
     deadline: Instant,
@@ -194,6 +345,7 @@ async fn submit_valid<S, A>(
 where
     S: CaptureStore + ?Sized,
     A: ScreenshotApi + ?Sized,
+    P: Pace + ?Sized,
 {
     if time_for_call(deadline).is_none() {
         return Verdict::Retry(Failure::transient(
@@ -237,7 +389,14 @@ where
     };
     let created = match api.create(request, call_time).await {
         Ok(created) => created,
-        Err(failure) => return settle_create_failure(store, request, failure, attempt).await,
+        Err(failure) => {
+            if failure.rate_limited
+                && let Err(problem) = pace.slow_down(failure.retry_after).await
+            {
+                warn!(reason = %problem.reason, "PeekShot is rate limiting but the pace could not be slowed");
+            }
+            return settle_create_failure(store, request, failure, attempt).await;
+        }
     };
     tracing::Span::current().record("request_id", created.request_id.as_str());
 
@@ -355,6 +514,7 @@ mod tests {
 
     use super::*;
     use crate::lifecycle::{CaptureStatus, Outcome};
+    use crate::pace::{Reservation, Unpaced};
     use crate::ports::{CreatedCapture, RequestId, Settlement};
     use crate::request::InvalidRequest;
 
@@ -474,6 +634,54 @@ mod tests {
         }
     }
 
+    fn failure_class(retry: &Retry) -> Option<FailureClass> {
+        match &retry.cause {
+            RetryCause::Failed(failure) => Some(failure.class),
+            RetryCause::Deferred(_) => None,
+        }
+    }
+
+    /// Grants the first `slots` slots, `start_in` from now, and records slow-downs.
+    struct FakePace {
+        slots: usize,
+        start_in: Duration,
+        fails: bool,
+        slowed: Mutex<Vec<Option<Duration>>>,
+    }
+
+    impl FakePace {
+        fn granting(slots: usize) -> Self {
+            Self {
+                slots,
+                start_in: Duration::ZERO,
+                fails: false,
+                slowed: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Pace for FakePace {
+        async fn reserve(&self, wanted: usize, _: Duration) -> Result<Reservation, Failure> {
+            if self.fails {
+                return Err(Failure::transient("DynamoDB is throttling the pace item"));
+            }
+            let start = epoch_ms(SystemTime::now() + self.start_in);
+            let granted = wanted.min(self.slots);
+            Ok(Reservation {
+                starts_ms: vec![start; granted],
+                deferrals: (granted..wanted)
+                    .map(|i| Duration::from_secs(i as u64))
+                    .collect(),
+            })
+        }
+
+        async fn slow_down(&self, retry_after: Option<Duration>) -> Result<(), Failure> {
+            self.slowed.lock().unwrap().push(retry_after);
+            Ok(())
+        }
+    }
+
     fn accepted() -> Result<CreatedCapture, Failure> {
         Ok(CreatedCapture {
             request_id: RequestId::parse("42").unwrap(),
@@ -513,7 +721,7 @@ mod tests {
         let api = FakeApi::answering(accepted());
         let batch = vec![valid("a"), message("m-2", "not json"), valid("c")];
 
-        let report = submit_batch(&store, &api, batch, plenty_of_time()).await;
+        let report = submit_batch(&store, &api, &Unpaced, batch, plenty_of_time()).await;
 
         assert!(report.retry.is_empty());
         assert_eq!(report.done, 3);
@@ -529,7 +737,14 @@ mod tests {
         });
         let api = FakeApi::answering(Err(Failure::permanent("HTTP 422: bad url")));
 
-        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+        let verdict = submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &valid("a"),
+            plenty_of_time().deadline,
+        )
+        .await;
 
         assert_eq!(verdict, Verdict::Done(Done::Failed));
         assert_eq!(store.calls(), ["claim a", "fail a"]);
@@ -543,10 +758,13 @@ mod tests {
         });
         let api = FakeApi::answering(Err(Failure::transient("HTTP 503")));
 
-        let report = submit_batch(&store, &api, vec![valid("a")], plenty_of_time()).await;
+        let report = submit_batch(&store, &api, &Unpaced, vec![valid("a")], plenty_of_time()).await;
 
         assert_eq!(report.retry.len(), 1);
-        assert_eq!(report.retry[0].failure.class, FailureClass::Transient);
+        assert_eq!(
+            failure_class(&report.retry[0]),
+            Some(FailureClass::Transient)
+        );
         assert_eq!(store.calls(), ["claim a", "release a transient"]);
     }
 
@@ -558,8 +776,14 @@ mod tests {
         });
         let api = FakeApi::answering(Err(Failure::deployment("HTTP 403: Invalid API key")));
 
-        let report =
-            submit_batch(&store, &api, vec![valid("a"), valid("b")], plenty_of_time()).await;
+        let report = submit_batch(
+            &store,
+            &api,
+            &Unpaced,
+            vec![valid("a"), valid("b")],
+            plenty_of_time(),
+        )
+        .await;
 
         assert_eq!(report.retry.len(), 2);
         assert_eq!(report.deployment_faults, 2);
@@ -574,7 +798,14 @@ mod tests {
         let store = FakeStore::new(Claim::AlreadyHandled(CaptureStatus::Submitted));
         let api = FakeApi::answering(accepted());
 
-        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+        let verdict = submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &valid("a"),
+            plenty_of_time().deadline,
+        )
+        .await;
 
         assert_eq!(verdict, Verdict::Done(Done::AlreadyHandled));
         assert_eq!(api.creates(), 0);
@@ -585,7 +816,14 @@ mod tests {
         let store = FakeStore::new(Claim::HeldElsewhere);
         let api = FakeApi::answering(accepted());
 
-        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+        let verdict = submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &valid("a"),
+            plenty_of_time().deadline,
+        )
+        .await;
 
         assert!(matches!(verdict, Verdict::Retry(ref f) if f.class == FailureClass::Transient));
         assert_eq!(api.creates(), 0);
@@ -600,7 +838,7 @@ mod tests {
         let api = FakeApi::answering(accepted());
         let deadline = Instant::now() + RECORD_RESERVE;
 
-        let verdict = submit_message(&store, &api, &valid("a"), deadline).await;
+        let verdict = submit_message(&store, &api, &Unpaced, &valid("a"), deadline).await;
 
         assert!(matches!(verdict, Verdict::Retry(_)));
         assert!(
@@ -627,7 +865,14 @@ mod tests {
             credits: None,
         }]);
 
-        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+        let verdict = submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &valid("a"),
+            plenty_of_time().deadline,
+        )
+        .await;
 
         assert_eq!(verdict, Verdict::Done(Done::Submitted));
         assert_eq!(api.creates(), 0);
@@ -639,7 +884,14 @@ mod tests {
         let store = reclaimed_after_a_lost_answer();
         let api = FakeApi::answering(accepted());
 
-        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+        let verdict = submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &valid("a"),
+            plenty_of_time().deadline,
+        )
+        .await;
 
         assert_eq!(verdict, Verdict::Done(Done::Submitted));
         assert_eq!(api.creates(), 1);
@@ -652,7 +904,14 @@ mod tests {
         let mut api = FakeApi::answering(accepted());
         api.earlier = Err(Failure::transient("HTTP 503"));
 
-        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+        let verdict = submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &valid("a"),
+            plenty_of_time().deadline,
+        )
+        .await;
 
         assert_eq!(verdict, Verdict::Done(Done::Submitted));
         assert_eq!(api.creates(), 1);
@@ -669,7 +928,14 @@ mod tests {
         };
         api.earlier = Ok(vec![candidate("7"), candidate("8")]);
 
-        submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+        submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &valid("a"),
+            plenty_of_time().deadline,
+        )
+        .await;
 
         assert_eq!(api.creates(), 0);
         assert_eq!(store.calls(), ["claim a", "adopt a 7", "ambiguous a"]);
@@ -683,9 +949,129 @@ mod tests {
         });
         let api = FakeApi::answering(accepted());
 
-        let verdict = submit_message(&store, &api, &valid("a"), plenty_of_time().deadline).await;
+        let verdict = submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &valid("a"),
+            plenty_of_time().deadline,
+        )
+        .await;
 
         assert_eq!(verdict, Verdict::Done(Done::Submitted));
         assert_eq!(store.calls(), ["claim a", "store a 42"]);
+    }
+
+    #[tokio::test]
+    async fn messages_the_pace_has_no_slot_for_are_deferred_untouched() {
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
+        let api = FakeApi::answering(accepted());
+        let pace = FakePace::granting(1);
+        let batch = vec![
+            valid("a"),
+            message("m-2", "not json"),
+            valid("c"),
+            valid("d"),
+        ];
+
+        let report = submit_batch(&store, &api, &pace, batch, plenty_of_time()).await;
+
+        assert_eq!(report.done, 2, "the granted one and the invalid one");
+        assert_eq!(report.deferred, 2);
+        assert_eq!(api.creates(), 1);
+        let mut calls = store.calls();
+        calls.sort();
+        assert_eq!(calls, ["claim a", "invalid m-2", "store a 42"]);
+        let deferred: Vec<_> = report.retry.iter().map(|r| r.cause.clone()).collect();
+        assert_eq!(
+            deferred,
+            [
+                RetryCause::Deferred(Duration::from_secs(1)),
+                RetryCause::Deferred(Duration::from_secs(2))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pace_that_cannot_be_asked_keeps_valid_messages_and_still_records_invalid_ones() {
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
+        let api = FakeApi::answering(accepted());
+        let pace = FakePace {
+            fails: true,
+            ..FakePace::granting(10)
+        };
+        let batch = vec![valid("a"), message("m-2", "{}")];
+
+        let report = submit_batch(&store, &api, &pace, batch, plenty_of_time()).await;
+
+        assert_eq!(report.retry.len(), 1);
+        assert_eq!(
+            failure_class(&report.retry[0]),
+            Some(FailureClass::Transient)
+        );
+        assert_eq!(api.creates(), 0);
+        assert_eq!(store.calls(), ["invalid m-2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_waits_for_its_slot_before_it_is_claimed() {
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
+        let api = FakeApi::answering(accepted());
+        let pace = FakePace {
+            start_in: Duration::from_millis(1_500),
+            ..FakePace::granting(1)
+        };
+        let started = tokio::time::Instant::now();
+
+        let report = submit_batch(&store, &api, &pace, vec![valid("a")], plenty_of_time()).await;
+
+        assert_eq!(report.done, 1);
+        assert!(
+            started.elapsed() >= Duration::from_millis(1_400),
+            "claimed after {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_429_slows_the_global_pace_and_keeps_the_message() {
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
+        let mut limited = Failure::transient("PeekShot is rate limiting (HTTP 429)");
+        limited.rate_limited = true;
+        limited.retry_after = Some(Duration::from_secs(7));
+        let api = FakeApi::answering(Err(limited));
+        let pace = FakePace::granting(10);
+
+        let report = submit_batch(&store, &api, &pace, vec![valid("a")], plenty_of_time()).await;
+
+        assert_eq!(report.retry.len(), 1);
+        assert_eq!(*pace.slowed.lock().unwrap(), [Some(Duration::from_secs(7))]);
+        assert_eq!(store.calls(), ["claim a", "release a transient"]);
+    }
+
+    #[tokio::test]
+    async fn other_failures_leave_the_pace_alone() {
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
+        let api = FakeApi::answering(Err(Failure::transient("HTTP 503")));
+        let pace = FakePace::granting(10);
+
+        submit_batch(&store, &api, &pace, vec![valid("a")], plenty_of_time()).await;
+
+        assert!(pace.slowed.lock().unwrap().is_empty());
     }
 }

@@ -11,16 +11,19 @@
 //!   `POST /webhooks/peekshot?secret=…`, the route the template's HTTP API gives it.
 //!
 //! Watch starts each function with `$CARGO run --manifest-path Cargo.toml --bin NAME` on its
-//! first invocation. In this workspace that command fails ("no bin target named `submitter` in
-//! default-run packages"), because the root manifest is itself a package (the end-to-end
-//! tests), and `cargo run` without `--package` looks for binaries in that package only. So
-//! watch gets `CARGO` pointing at the `devstack` binary itself, which in that role (see
-//! [`run_cargo_shim`]) adds `--package NAME` and replaces itself with the real cargo.
+//! first invocation (and again after a change). In this workspace that command fails ("no bin
+//! target named `submitter` in default-run packages"), because the root manifest is itself a
+//! package (the end-to-end tests), and `cargo run` without `--package` looks for binaries in
+//! that package only. So watch gets `CARGO` pointing at the `devstack` binary itself, which in
+//! that role (see [`run_cargo_shim`]) builds and runs the function.
 //!
-//! To keep that `cargo run` from compiling, [`prebuild`] builds each function the same way
-//! first: one `cargo build -p NAME` per package, because building several packages in one
-//! command can unify their dependencies' features differently and so produce other artifacts
-//! than `cargo run -p NAME` wants.
+//! Every build of the stack, the end-to-end tests' ([`crate::harness`]), [`prebuild`]'s and
+//! the shim's, is the one command [`build_args`]: the same packages ([`BUILD_PACKAGES`]) in
+//! one `cargo build`. Cargo picks the features of shared dependencies from the packages a
+//! command names, so any other selection (`cargo run -p NAME`, one package at a time) would
+//! compile the dependency tree again with other features, minutes on two cores. With one
+//! selection the first build is the only one, and the shim's build is a no-op unless a
+//! source changed, which keeps watch's rebuild-on-change.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -40,8 +43,9 @@ pub const WEBHOOK: &str = "webhook";
 pub const RECONCILER: &str = "reconciler";
 /// The webhook's route in the template's HTTP API.
 pub const WEBHOOK_PATH: &str = "/webhooks/peekshot";
-/// The packages the stack runs: the functions and the simulator.
-pub const STACK_PACKAGES: &[&str] = &[SUBMITTER, WEBHOOK, RECONCILER, "peekshot-sim"];
+/// The packages every build of the stack compiles, in one `cargo build`: the functions, the
+/// simulator and `devstack` itself.
+pub const BUILD_PACKAGES: &[&str] = &["devstack", SUBMITTER, WEBHOOK, RECONCILER, "peekshot-sim"];
 /// Instances watch may run of each function at once, matching the template's
 /// `MaximumConcurrency` default and the event source's two pollers.
 pub const FUNCTION_CONCURRENCY: usize = 2;
@@ -49,6 +53,8 @@ pub const FUNCTION_CONCURRENCY: usize = 2;
 /// Set in watch's environment to the real cargo; its presence makes `devstack` act as the
 /// cargo shim instead of parsing its own command line.
 pub const CARGO_SHIM_ENV: &str = "DEVSTACK_REAL_CARGO";
+/// Set in watch's environment to cargo's target directory, where the shim finds the binaries.
+pub const TARGET_DIR_ENV: &str = "DEVSTACK_TARGET_DIR";
 
 /// Watch's own log filter: its messages at info, its file watcher's (which print whole
 /// environments) only from warn up.
@@ -80,23 +86,30 @@ pub fn cargo_program() -> PathBuf {
     std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
 }
 
-/// Builds each of `packages` in the dev profile, one `cargo build -p` at a time, with cargo's
-/// progress on our stderr (stdout is kept for the READY line).
-pub async fn prebuild(workspace: &Path, packages: &[&str]) -> anyhow::Result<()> {
-    for package in packages {
-        let status = tokio::process::Command::new(cargo_program())
-            .args(["build", "--quiet", "-p", package])
-            .current_dir(workspace)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .status()
-            .await
-            .with_context(|| format!("running cargo build -p {package}"))?;
-        if !status.success() {
-            bail!("cargo build -p {package} failed ({status})");
-        }
+/// The arguments of the one build command of the stack (see the module documentation).
+pub fn build_args() -> Vec<&'static str> {
+    let mut args = vec!["build", "--quiet"];
+    for package in BUILD_PACKAGES {
+        args.extend(["-p", package]);
+    }
+    args
+}
+
+/// Builds [`BUILD_PACKAGES`] in the dev profile, with cargo's progress on our stderr (stdout
+/// is kept for the READY line).
+pub async fn prebuild(workspace: &Path) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new(cargo_program())
+        .args(build_args())
+        .current_dir(workspace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .status()
+        .await
+        .context("running cargo build for the stack")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", build_args().join(" "));
     }
     Ok(())
 }
@@ -110,6 +123,7 @@ pub async fn prebuild(workspace: &Path, packages: &[&str]) -> anyhow::Result<()>
 /// `redact` lists the secrets to keep out of the output we copy.
 pub async fn start_watch(
     workspace: &Path,
+    target_dir: &Path,
     port: u16,
     function_env: Vec<(String, String)>,
     redact: Vec<String>,
@@ -124,6 +138,7 @@ pub async fn start_watch(
             CARGO_SHIM_ENV.to_owned(),
             cargo_program().display().to_string(),
         ));
+        env.push((TARGET_DIR_ENV.to_owned(), target_dir.display().to_string()));
     }
 
     let mut args: Vec<OsString> = [
@@ -186,21 +201,28 @@ fn own_executable() -> Option<String> {
     )
 }
 
-/// The real cargo's arguments for the ones watch gave: `run … --bin NAME` gains
-/// `--package NAME` unless it names a package already; anything else passes unchanged.
-pub fn shim_arguments(args: Vec<OsString>) -> Vec<OsString> {
+/// What the shim does for the arguments watch gave it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ShimAction {
+    /// `run … --bin NAME [-- ARGS]`: build the stack, then run the binary `NAME` with `ARGS`.
+    Run {
+        /// The binary.
+        bin: String,
+        /// The arguments after `--`.
+        args: Vec<OsString>,
+    },
+    /// Anything else: hand the arguments to the real cargo unchanged.
+    PassThrough(Vec<OsString>),
+}
+
+/// Reads watch's cargo command line.
+pub fn shim_action(args: Vec<OsString>) -> ShimAction {
     if args.first().and_then(|a| a.to_str()) != Some("run") {
-        return args;
+        return ShimAction::PassThrough(args);
     }
     let texts: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("")).collect();
     let ends = texts.iter().position(|a| *a == "--").unwrap_or(texts.len());
     let options = &texts[..ends];
-    if options
-        .iter()
-        .any(|a| *a == "-p" || *a == "--package" || a.starts_with("--package="))
-    {
-        return args;
-    }
     let bin = options
         .iter()
         .enumerate()
@@ -209,31 +231,65 @@ pub fn shim_arguments(args: Vec<OsString>) -> Vec<OsString> {
             None if *a == "--bin" => options.get(i + 1).map(|n| (*n).to_owned()),
             None => None,
         });
-    let Some(bin) = bin else { return args };
-
-    let mut rewritten = Vec::with_capacity(args.len() + 2);
-    let mut rest = args.into_iter();
-    rewritten.extend(rest.next());
-    rewritten.push("--package".into());
-    rewritten.push(bin.into());
-    rewritten.extend(rest);
-    rewritten
+    match bin {
+        Some(bin) => ShimAction::Run {
+            bin,
+            args: args.into_iter().skip(ends + 1).collect(),
+        },
+        None => ShimAction::PassThrough(args),
+    }
 }
 
-/// Runs as watch's `cargo`: replaces this process with the real cargo (from
-/// [`CARGO_SHIM_ENV`]) and the arguments from [`shim_arguments`]. Returns only on failure.
+/// Runs as watch's `cargo` ([`shim_action`]): builds the stack with [`build_args`] and
+/// replaces this process with the function's binary from [`TARGET_DIR_ENV`], or replaces it
+/// with the real cargo (from [`CARGO_SHIM_ENV`]) for any other command. Returns only on
+/// failure.
 pub fn run_cargo_shim(real_cargo: OsString) -> ExitCode {
-    let args = shim_arguments(std::env::args_os().skip(1).collect());
-    let error = std::process::Command::new(&real_cargo)
-        .args(args)
+    let fail = |what: String| {
+        eprintln!("devstack (as cargo for watch): {what}");
+        ExitCode::FAILURE
+    };
+    let (bin, args) = match shim_action(std::env::args_os().skip(1).collect()) {
+        ShimAction::Run { bin, args } => (bin, args),
+        ShimAction::PassThrough(args) => {
+            let error = std::process::Command::new(&real_cargo)
+                .args(args)
+                .env_remove(CARGO_SHIM_ENV)
+                .env("CARGO", &real_cargo)
+                .exec();
+            return fail(format!(
+                "cannot run {}: {error}",
+                PathBuf::from(real_cargo).display()
+            ));
+        }
+    };
+    let Some(target_dir) = std::env::var_os(TARGET_DIR_ENV) else {
+        return fail(format!("{TARGET_DIR_ENV} is not set"));
+    };
+
+    let built = std::process::Command::new(&real_cargo)
+        .args(build_args())
         .env_remove(CARGO_SHIM_ENV)
         .env("CARGO", &real_cargo)
+        .status();
+    match built {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            return fail(format!(
+                "cargo {} failed ({status})",
+                build_args().join(" ")
+            ));
+        }
+        Err(error) => return fail(format!("cannot run cargo: {error}")),
+    }
+
+    let binary = PathBuf::from(target_dir).join("debug").join(&bin);
+    let error = std::process::Command::new(&binary)
+        .args(args)
+        .env_remove(CARGO_SHIM_ENV)
+        .env_remove(TARGET_DIR_ENV)
         .exec();
-    eprintln!(
-        "devstack (as cargo for watch): cannot run {}: {error}",
-        PathBuf::from(real_cargo).display()
-    );
-    ExitCode::FAILURE
+    fail(format!("cannot run {}: {error}", binary.display()))
 }
 
 /// Invokes each function once so that watch starts them now rather than on the first
@@ -288,28 +344,44 @@ mod tests {
     }
 
     #[test]
-    fn cargo_run_of_a_bin_gains_its_package() {
+    fn cargo_run_of_a_bin_runs_that_binary_with_the_arguments_after_the_separator() {
         assert_eq!(
-            shim_arguments(args(
+            shim_action(args(
                 "run --color auto --manifest-path Cargo.toml --bin webhook"
             )),
-            args("run --package webhook --color auto --manifest-path Cargo.toml --bin webhook")
+            ShimAction::Run {
+                bin: "webhook".into(),
+                args: vec![]
+            }
         );
         assert_eq!(
-            shim_arguments(args("run --bin=submitter -- --flag")),
-            args("run --package submitter --bin=submitter -- --flag")
+            shim_action(args("run --bin=submitter -- --flag x")),
+            ShimAction::Run {
+                bin: "submitter".into(),
+                args: args("--flag x")
+            }
         );
     }
 
     #[test]
-    fn other_commands_and_explicit_packages_pass_unchanged() {
-        for text in [
-            "build --bin webhook",
-            "run -p webhook --bin webhook",
-            "run -- --bin x",
-            "metadata",
-        ] {
-            assert_eq!(shim_arguments(args(text)), args(text), "{text}");
+    fn other_commands_pass_to_cargo_unchanged() {
+        for text in ["build --bin webhook", "run -- --bin x", "metadata"] {
+            assert_eq!(
+                shim_action(args(text)),
+                ShimAction::PassThrough(args(text)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_build_of_the_stack_names_the_same_packages_in_one_command() {
+        let build = build_args();
+        assert_eq!(build[..2], ["build", "--quiet"]);
+        let packages: Vec<&str> = build[2..].chunks(2).map(|pair| pair[1]).collect();
+        assert_eq!(packages, BUILD_PACKAGES);
+        for function in [SUBMITTER, WEBHOOK, RECONCILER] {
+            assert!(BUILD_PACKAGES.contains(&function), "{function}");
         }
     }
 

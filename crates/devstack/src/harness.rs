@@ -26,15 +26,6 @@ const START_LIMIT: Duration = Duration::from_secs(300);
 /// How many log lines a start-up failure shows.
 const LOG_TAIL: usize = 40;
 
-/// The packages the stack runs, built once per test process.
-const PACKAGES: &[&str] = &[
-    "devstack",
-    "submitter",
-    "webhook",
-    "reconciler",
-    "peekshot-sim",
-];
-
 /// The stack shared by every test of this process, started on first use.
 ///
 /// # Panics
@@ -58,18 +49,15 @@ fn start() -> anyhow::Result<StackInfo> {
     let workspace = workspace_root();
     let cargo = crate::functions::cargo_program();
 
-    let mut build = Command::new(&cargo);
-    build.args(["build", "--quiet"]).current_dir(&workspace);
-    for package in PACKAGES {
-        build.args(["-p", package]);
-    }
-    let built = build
+    let built = Command::new(&cargo)
+        .args(crate::functions::build_args())
+        .current_dir(&workspace)
         .output()
         .context("running cargo build for the local stack")?;
     if !built.status.success() {
         bail!(
-            "cargo build -p {} failed ({}):\n{}",
-            PACKAGES.join(" -p "),
+            "cargo {} failed ({}):\n{}",
+            crate::functions::build_args().join(" "),
             built.status,
             String::from_utf8_lossy(&built.stderr)
         );

@@ -171,7 +171,7 @@ impl Stack {
         options.ports()?;
 
         tracing::info!("building the functions and the simulator");
-        functions::prebuild(workspace, functions::STACK_PACKAGES).await?;
+        functions::prebuild(workspace).await?;
         let target_dir = target_dir(workspace).await?;
         // Checked again after the build, which may have taken minutes.
         let ports = options.ports()?;
@@ -225,7 +225,8 @@ impl Stack {
             options.reconcile_give_up,
         );
         let redact = vec![info.api_key.clone(), info.webhook_secret.clone()];
-        let functions = functions::start_watch(workspace, ports.lambda, env, redact).await?;
+        let functions =
+            functions::start_watch(workspace, &target_dir, ports.lambda, env, redact).await?;
         functions::warm_up(&lambda_url).await;
         tracing::info!(url = %lambda_url, "both functions are up under cargo lambda watch");
 

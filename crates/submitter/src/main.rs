@@ -2,14 +2,15 @@
 //! PeekShot, and reports the messages that should come back (`ReportBatchItemFailures`).
 //!
 //! Everything that lasts longer than one invocation (configuration, the API key, the HTTP
-//! connection pool, the DynamoDB and SQS clients) is built once here, before the runtime
-//! starts. Each kept message is hidden for a delay chosen by the retry policy, so retries back
-//! off per message instead of all returning after the queue's visibility timeout.
+//! connection pool, the DynamoDB and SQS clients, the pace's last view of its bucket) is built
+//! once here, before the runtime starts. Each kept message is hidden for a delay chosen by the
+//! retry policy, so retries back off per message instead of all returning after the queue's
+//! visibility timeout.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use capture::{BatchLimits, QueuedMessage, Retry, RetryPolicy, submit_batch};
+use capture::{BatchLimits, Pace, Pacer, QueuedMessage, Retry, RetryPolicy, Unpaced, submit_batch};
 use capture_adapters::{
     CaptureQueue, DynamoStore, PeekShotClient, Postponement, ProcessEnv, SsmSecrets,
     SubmitterConfig,
@@ -22,6 +23,8 @@ struct Submitter {
     store: DynamoStore,
     peekshot: PeekShotClient,
     queue: CaptureQueue,
+    /// The global pace of creates, or [`Unpaced`] when the deployment sets no rate.
+    pace: Box<dyn Pace>,
     retry_policy: RetryPolicy,
     concurrency: usize,
 }
@@ -34,11 +37,17 @@ async fn main() -> Result<(), Error> {
     let config = SubmitterConfig::load(&ProcessEnv, &SsmSecrets::new(&aws))
         .await
         .inspect_err(|problem| tracing::error!(%problem, "cannot start the submitter"))?;
+    let store = DynamoStore::new(&aws, &config.table, config.retention);
+    let pace: Box<dyn Pace> = match config.pace {
+        Some(policy) => Box::new(Pacer::new(store.clone(), policy)),
+        None => Box::new(Unpaced),
+    };
     let submitter = Submitter {
-        store: DynamoStore::new(&aws, &config.table, config.retention),
+        store,
         peekshot: PeekShotClient::new(&config.peekshot)?,
         queue: CaptureQueue::new(&aws, &config.queue_url),
-        retry_policy: RetryPolicy::default(),
+        pace,
+        retry_policy: config.retry,
         concurrency: config.concurrency,
     };
 
@@ -69,12 +78,20 @@ async fn handle_batch(
         .collect();
     let received = messages.len();
 
-    let report = submit_batch(&submitter.store, &submitter.peekshot, messages, limits).await;
+    let report = submit_batch(
+        &submitter.store,
+        &submitter.peekshot,
+        submitter.pace.as_ref(),
+        messages,
+        limits,
+    )
+    .await;
     let postponed = postpone(submitter, &report.retry).await;
     info!(
         received,
         done = report.done,
         retry = report.retry.len(),
+        deferred = report.deferred,
         postponed,
         time_left_ms,
         "batch handled"
@@ -113,8 +130,8 @@ async fn postpone(submitter: &Submitter, retries: &[Retry]) -> usize {
     let postponements: Vec<Postponement> = retries
         .iter()
         .filter_map(|retry| {
-            let delay = submitter.retry_policy.delay(
-                &retry.failure,
+            let delay = submitter.retry_policy.delay_for(
+                &retry.cause,
                 retry.message.receive_count,
                 fastrand::f64(),
             );
