@@ -87,9 +87,6 @@ pub enum Done {
     AlreadyHandled,
     /// The capture failed for good; the reason is on its record.
     Failed,
-    /// The capture id belongs to a different request, or an invalid message's id was taken;
-    /// the message is logged and dropped because no attempt can change that.
-    Rejected,
 }
 
 /// The outcome of one batch: which messages to keep, and what to tell the operator.
@@ -153,16 +150,9 @@ where
                 Work::Submit(request, start_ms) => {
                     wait_for_slot(start_ms).await;
                     let span = message_span(&message, &request.capture_id);
-                    submit_valid(
-                        store,
-                        api,
-                        pace,
-                        &request,
-                        &message.message_id,
-                        limits.deadline,
-                    )
-                    .instrument(span)
-                    .await
+                    submit_valid(store, api, pace, &request, &message, limits.deadline)
+                        .instrument(span)
+                        .await
                 }
                 Work::Defer(after) => Verdict::Defer(after),
                 Work::Unpaced(failure) => Verdict::Retry(failure),
@@ -273,7 +263,7 @@ where
     match parse(message) {
         Ok(request) => {
             let span = message_span(message, &request.capture_id);
-            submit_valid(store, api, pace, &request, &message.message_id, deadline)
+            submit_valid(store, api, pace, &request, message, deadline)
                 .instrument(span)
                 .await
         }
@@ -295,7 +285,14 @@ fn message_span(message: &QueuedMessage, capture_id: &CaptureId) -> tracing::Spa
     )
 }
 
-/// Writes the FAILED record of a message that is not a valid request.
+/// Writes the FAILED record of a message that is not a valid request, or whose capture id
+/// another request already holds.
+///
+/// The record goes under the capture id the body names. When a record already holds that id,
+/// this message is recorded under its own message id instead, with a note, so that nothing a
+/// producer sent is dropped without a trace: the producer finds it by the message id that
+/// `SendMessage` returned. When that record exists too, this is a redelivery of the same
+/// message and nothing more is written.
 async fn record_invalid<S>(store: &S, message: &QueuedMessage, invalid: &InvalidRequest) -> Verdict
 where
     S: CaptureStore + ?Sized,
@@ -303,16 +300,34 @@ where
     let span = message_span(message, &invalid.capture_id);
     async move {
         warn!(reason = %invalid.reason, "rejecting invalid capture request");
-        match store
-            .record_invalid(invalid, &message.message_id, &message.body)
-            .await
-        {
-            Ok(Rejection::Recorded) => Verdict::Done(Done::Failed),
-            Ok(Rejection::CaptureIdTaken) => {
-                warn!("capture id already has a record; the invalid message is dropped");
-                Verdict::Done(Done::Rejected)
+        let own_id = CaptureId::from_message_id(&message.message_id);
+        let mut invalid = invalid.clone();
+        loop {
+            match store
+                .record_invalid(&invalid, &message.message_id, &message.body)
+                .await
+            {
+                Ok(Rejection::Recorded) => return Verdict::Done(Done::Failed),
+                Ok(Rejection::CaptureIdTaken) if invalid.capture_id == own_id => {
+                    info!("this message is already recorded; redelivery dropped");
+                    return Verdict::Done(Done::AlreadyHandled);
+                }
+                Ok(Rejection::CaptureIdTaken) => {
+                    warn!(
+                        message_record = %own_id,
+                        "capture id already has a record; this message is recorded under its message id"
+                    );
+                    invalid = InvalidRequest {
+                        reason: format!(
+                            "{} (captureId `{}` already has a record, so this message is \
+                             recorded under its message id)",
+                            invalid.reason, invalid.capture_id
+                        ),
+                        capture_id: own_id.clone(),
+                    };
+                }
+                Err(failure) => return Verdict::Retry(failure),
             }
-            Err(failure) => Verdict::Retry(failure),
         }
     }
     .instrument(span)
@@ -339,7 +354,7 @@ async fn submit_valid<S, A, P>(
     api: &A,
     pace: &P,
     request: &CaptureRequest,
-    message_id: &str,
+    message: &QueuedMessage,
     deadline: Instant,
 ) -> Verdict
 where
@@ -353,7 +368,7 @@ where
         ));
     }
 
-    let (attempt, maybe_created_since_ms) = match store.claim(request, message_id).await {
+    let (attempt, maybe_created_since_ms) = match store.claim(request, &message.message_id).await {
         Ok(Claim::Claimed {
             attempt,
             maybe_created_since_ms,
@@ -369,8 +384,14 @@ where
             ));
         }
         Ok(Claim::Conflict) => {
-            warn!("capture id is already used for a different request; message dropped");
-            return Verdict::Done(Done::Rejected);
+            let conflict = InvalidRequest {
+                capture_id: request.capture_id.clone(),
+                reason: format!(
+                    "captureId: `{}` already names a different request (another URL or options)",
+                    request.capture_id
+                ),
+            };
+            return record_invalid(store, message, &conflict).await;
         }
         Err(failure) => return Verdict::Retry(failure),
     };
@@ -518,9 +539,11 @@ mod tests {
     use crate::ports::{CreatedCapture, RequestId, Settlement};
     use crate::request::InvalidRequest;
 
-    /// Records which store calls were made, and answers claims with a fixed result.
+    /// Records which store calls were made, answers claims with a fixed result, and holds
+    /// records under the capture ids in `taken`.
     struct FakeStore {
         claim: Claim,
+        taken: Vec<&'static str>,
         calls: Mutex<Vec<String>>,
     }
 
@@ -528,6 +551,7 @@ mod tests {
         fn new(claim: Claim) -> Self {
             Self {
                 claim,
+                taken: Vec::new(),
                 calls: Mutex::new(Vec::new()),
             }
         }
@@ -550,7 +574,11 @@ mod tests {
             _: &str,
         ) -> Result<Rejection, Failure> {
             self.note(format!("invalid {}", invalid.capture_id));
-            Ok(Rejection::Recorded)
+            if self.taken.contains(&invalid.capture_id.as_str()) {
+                Ok(Rejection::CaptureIdTaken)
+            } else {
+                Ok(Rejection::Recorded)
+            }
         }
 
         async fn claim(&self, request: &CaptureRequest, _: &str) -> Result<Claim, Failure> {
@@ -1073,5 +1101,62 @@ mod tests {
         submit_batch(&store, &api, &pace, vec![valid("a")], plenty_of_time()).await;
 
         assert!(pace.slowed.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_capture_id_reused_for_another_page_is_recorded_failed_under_the_message_id() {
+        let store = FakeStore {
+            taken: vec!["a"],
+            ..FakeStore::new(Claim::Conflict)
+        };
+        let api = FakeApi::answering(accepted());
+        let reuse = message(
+            "m-5",
+            r#"{"captureId": "a", "url": "https://example.com/other"}"#,
+        );
+
+        let verdict =
+            submit_message(&store, &api, &Unpaced, &reuse, plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::Failed));
+        assert_eq!(store.calls(), ["claim a", "invalid a", "invalid m-5"]);
+        assert_eq!(api.creates(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_message_whose_capture_id_is_taken_is_recorded_under_its_message_id() {
+        let store = FakeStore {
+            taken: vec!["a"],
+            ..FakeStore::new(Claim::Conflict)
+        };
+        let api = FakeApi::answering(accepted());
+        let invalid = message("m-6", r#"{"captureId": "a", "url": "ftp://example.com"}"#);
+
+        let verdict =
+            submit_message(&store, &api, &Unpaced, &invalid, plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::Failed));
+        assert_eq!(store.calls(), ["invalid a", "invalid m-6"]);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_invalid_message_is_not_recorded_twice() {
+        let store = FakeStore {
+            taken: vec!["m-2"],
+            ..FakeStore::new(Claim::Conflict)
+        };
+        let api = FakeApi::answering(accepted());
+
+        let verdict = submit_message(
+            &store,
+            &api,
+            &Unpaced,
+            &message("m-2", "not json"),
+            plenty_of_time().deadline,
+        )
+        .await;
+
+        assert_eq!(verdict, Verdict::Done(Done::AlreadyHandled));
+        assert_eq!(store.calls(), ["invalid m-2"]);
     }
 }

@@ -14,6 +14,11 @@
 //!    `maxReceiveCount` receives, moto moves them to the dead-letter queue (moto applies the
 //!    redrive policy when a message is received).
 //!
+//! With [`EventSourceSettings::redelivery`] set, it also leaves some of the messages that
+//! succeeded undeleted and visible again a moment later, so that they are delivered a second
+//! time: what SQS's at-least-once delivery does now and then, on purpose and seeded, for the
+//! chaos run.
+//!
 //! As in Lambda, an empty or `null` answer, or one without `batchItemFailures`, means the whole
 //! batch succeeded; a function error (non-2xx status, an `X-Amz-Function-Error` header) or an
 //! answer that cannot be read (not JSON, a failure without a message id of this batch) means
@@ -24,13 +29,18 @@
 //! one receive returned, which is enough to exercise the function's contract.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
@@ -58,6 +68,35 @@ pub struct EventSourceSettings {
     pub wait_time: Duration,
     /// Longest an invocation may take before it counts as a function error.
     pub invoke_timeout: Duration,
+    /// Deliveries made twice on purpose; `None` for none.
+    pub redelivery: Option<Arc<Redelivery>>,
+}
+
+/// Which succeeded messages to deliver again: each with probability `rate`, drawn from a
+/// generator seeded once, so that a run's redeliveries depend only on its seed and the order
+/// in which batches come back.
+#[derive(Debug)]
+pub struct Redelivery {
+    rate: f64,
+    rng: Mutex<StdRng>,
+}
+
+/// How long a message picked for redelivery stays hidden before it comes back.
+const REDELIVERY_DELAY_SECONDS: i32 = 1;
+
+impl Redelivery {
+    /// Redelivers each succeeded message with probability `rate` (0 to 1).
+    pub fn new(rate: f64, seed: u64) -> Arc<Self> {
+        Arc::new(Self {
+            rate: rate.clamp(0.0, 1.0),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+        })
+    }
+
+    fn picks(&self) -> bool {
+        let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        rng.random_bool(self.rate)
+    }
 }
 
 impl EventSourceSettings {
@@ -74,6 +113,7 @@ impl EventSourceSettings {
             batch_size: 10,
             wait_time: Duration::from_secs(1),
             invoke_timeout: Duration::from_secs(60),
+            redelivery: None,
         }
     }
 }
@@ -87,6 +127,8 @@ pub struct BatchOutcome {
     pub failed: Vec<String>,
     /// Messages deleted from the queue.
     pub deleted: usize,
+    /// Succeeded messages left on the queue to be delivered again ([`Redelivery`]).
+    pub redelivered: usize,
     /// Why the whole batch failed, when it did (then nothing was deleted).
     pub function_error: Option<String>,
 }
@@ -187,25 +229,29 @@ pub async fn poll_once(
                 received: messages.len(),
                 failed: Vec::new(),
                 deleted: 0,
+                redelivered: 0,
                 function_error: Some(reason),
             }
         }
         FunctionAnswer::Failures(failed) => {
-            let done: Vec<&Message> = messages
+            let (again, done): (Vec<&Message>, Vec<&Message>) = messages
                 .iter()
                 .filter(|m| m.message_id.as_ref().is_none_or(|id| !failed.contains(id)))
-                .collect();
+                .partition(|_| settings.redelivery.as_ref().is_some_and(|r| r.picks()));
             let deleted = delete(sqs, &settings.queue_url, &done).await?;
+            let redelivered = show_again_soon(sqs, &settings.queue_url, &again).await?;
             tracing::info!(
                 batch_size = messages.len(),
                 failures = failed.len(),
                 deleted,
+                redelivered,
                 "batch processed"
             );
             BatchOutcome {
                 received: messages.len(),
                 failed,
                 deleted,
+                redelivered,
                 function_error: None,
             }
         }
@@ -406,6 +452,38 @@ async fn delete(
         let message_id = ids.get(&failure.id).copied().flatten().unwrap_or("?");
         tracing::warn!(message_id, code = %failure.code, reason = failure.message.as_deref().unwrap_or(""), "a processed message could not be deleted and will be delivered again");
     }
+    Ok(answer.successful.len())
+}
+
+/// Makes succeeded messages visible again after [`REDELIVERY_DELAY_SECONDS`] instead of
+/// deleting them, so that they are delivered a second time.
+async fn show_again_soon(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &[&Message],
+) -> anyhow::Result<usize> {
+    let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, message)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(message.receipt_handle.as_ref()?)
+                .visibility_timeout(REDELIVERY_DELAY_SECONDS)
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let answer = sqs
+        .change_message_visibility_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .context("making messages visible again for a redelivery")?;
     Ok(answer.successful.len())
 }
 

@@ -1,21 +1,25 @@
-//! One local stack per test process, for the end-to-end tests in `tests/`.
+//! Local stacks for the end-to-end tests in `tests/`.
 //!
-//! [`shared_stack`] builds the stack's binaries, starts `devstack up` on free ports as a child
-//! process and waits for its READY line. It is synchronous (std processes and a `OnceLock`),
-//! so any number of `#[tokio::test]` functions, each on its own runtime, can share the one
-//! stack. The child is started with `--exit-with-parent`: when the test process exits it
-//! notices, stops everything and exits itself, so nothing outlives the test run.
+//! [`shared_stack`] is one stack per test process, shared by its tests; [`start_stack`] is a
+//! stack of a test's own, with extra `devstack up` flags (the chaos run's redeliveries and
+//! settings), stopped when dropped. Either builds the stack's binaries, starts `devstack up` on
+//! free ports as a child process and waits for its READY line. Both are synchronous (std
+//! processes and a `OnceLock`), so any number of `#[tokio::test]` functions, each on its own
+//! runtime, can share the one stack. The child is started with `--exit-with-parent`: when the
+//! test process exits it notices, stops everything and exits itself, so nothing outlives the
+//! test run.
 //!
 //! The child's log (the stack's and every component's) goes to
-//! `<target>/devstack/harness-<pid>.log`; a start-up failure shows its last lines.
+//! `<target>/devstack/harness-<pid>-<n>.log`; a start-up failure shows its last lines.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -32,10 +36,39 @@ const LOG_TAIL: usize = 40;
 /// When the stack cannot be built or started; the message holds the reason and the end of
 /// the stack's log. A test cannot do anything useful without it.
 pub fn shared_stack() -> &'static StackInfo {
-    static STACK: OnceLock<Result<StackInfo, String>> = OnceLock::new();
-    match STACK.get_or_init(|| start().map_err(|error| format!("{error:#}"))) {
-        Ok(info) => info,
+    static STACK: OnceLock<Result<OwnedStack, String>> = OnceLock::new();
+    match STACK.get_or_init(|| start_stack(&[]).map_err(|error| format!("{error:#}"))) {
+        Ok(stack) => &stack.info,
         Err(error) => panic!("the local stack did not start: {error}"),
+    }
+}
+
+/// How long a stack of a test's own gets to stop after SIGTERM before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(30);
+
+/// A running `devstack up` child; dropping it stops the stack (SIGTERM, then a kill after
+/// [`STOP_LIMIT`]).
+pub struct OwnedStack {
+    /// How to reach the stack.
+    pub info: StackInfo,
+    /// Where its log goes.
+    pub log_path: PathBuf,
+    child: Child,
+}
+
+impl Drop for OwnedStack {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_LIMIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -45,7 +78,11 @@ fn workspace_root() -> PathBuf {
     manifest.ancestors().nth(2).unwrap_or(manifest).to_owned()
 }
 
-fn start() -> anyhow::Result<StackInfo> {
+/// Builds and starts a stack of the caller's own: `devstack up` on free ports with
+/// `extra_args` appended.
+pub fn start_stack(extra_args: &[String]) -> anyhow::Result<OwnedStack> {
+    static STARTED: AtomicU32 = AtomicU32::new(0);
+    let number = STARTED.fetch_add(1, Ordering::Relaxed);
     let workspace = workspace_root();
     let cargo = crate::functions::cargo_program();
 
@@ -72,10 +109,10 @@ fn start() -> anyhow::Result<StackInfo> {
 
     let log_dir = target_dir.join("devstack");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-    let log_path = log_dir.join(format!("harness-{}.log", std::process::id()));
+    let log_path = log_dir.join(format!("harness-{}-{number}.log", std::process::id()));
     let log =
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let env_file = format!(".devstack/harness-{}.env", std::process::id());
+    let env_file = format!(".devstack/harness-{}-{number}.env", std::process::id());
 
     let mut child = Command::new(target_dir.join("debug/devstack"))
         .args([
@@ -89,6 +126,7 @@ fn start() -> anyhow::Result<StackInfo> {
         ])
         .args(["--sim-complete-after-ms", "300", "--exit-with-parent"])
         .args(["--env-file", &env_file])
+        .args(extra_args)
         .current_dir(&workspace)
         .env("CARGO", &cargo)
         .stdin(Stdio::null())
@@ -116,8 +154,13 @@ fn start() -> anyhow::Result<StackInfo> {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match lines_rx.recv_timeout(left) {
             Ok(line) if line.starts_with(READY_PREFIX) => {
-                return StackInfo::from_ready_line(&line)
-                    .with_context(|| format!("unreadable READY line: {line}"));
+                let info = StackInfo::from_ready_line(&line)
+                    .with_context(|| format!("unreadable READY line: {line}"))?;
+                return Ok(OwnedStack {
+                    info,
+                    log_path,
+                    child,
+                });
             }
             Ok(_) => continue,
             Err(mpsc::RecvTimeoutError::Timeout) => {

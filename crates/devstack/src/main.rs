@@ -75,6 +75,20 @@ struct UpArgs {
     )]
     reconcile_give_up_secs: u64,
 
+    /// A variable for the functions, `NAME=VALUE`, winning over the template's and the local
+    /// stack's own; repeatable.
+    #[arg(long = "function-env", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    function_env: Vec<(String, String)>,
+
+    /// The share (0 to 1) of messages the submitter finished that the event source delivers
+    /// a second time anyway, as SQS's at-least-once delivery sometimes does.
+    #[arg(long, env = "DEVSTACK_REDELIVER_RATE", default_value_t = 0.0)]
+    redeliver_rate: f64,
+
+    /// The seed that picks which messages are delivered a second time.
+    #[arg(long, env = "DEVSTACK_REDELIVER_SEED", default_value_t = 1)]
+    redeliver_seed: u64,
+
     /// The stack name `${AWS::StackName}` stands for in template.yaml.
     #[arg(long, env = "DEVSTACK_STACK_NAME", default_value = "peekshot-local")]
     stack_name: String,
@@ -123,8 +137,28 @@ impl UpArgs {
             reconcile_every: Duration::from_secs(self.reconcile_every_secs),
             reconcile_after: Duration::from_secs(self.reconcile_after_secs),
             reconcile_give_up: Duration::from_secs(self.reconcile_give_up_secs),
+            function_env: self.function_env.clone(),
+            redelivery: (self.redeliver_rate > 0.0)
+                .then_some((self.redeliver_rate, self.redeliver_seed)),
         }
     }
+}
+
+/// `NAME=VALUE` as a pair; the name must be a plausible variable name.
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let plausible = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !plausible {
+        return Err(format!(
+            "{name:?} is not an environment variable name (A-Z, 0-9, _)"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// The workspace this binary was built from: two levels above this crate.

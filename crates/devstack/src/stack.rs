@@ -51,6 +51,11 @@ pub struct StackOptions {
     pub reconcile_after: Duration,
     /// The reconciler's `RECONCILE_GIVE_UP_SECONDS`.
     pub reconcile_give_up: Duration,
+    /// Variables for the functions that win over every other source (`--function-env`).
+    pub function_env: Vec<(String, String)>,
+    /// The share of succeeded messages the event source delivers a second time, and the seed
+    /// that picks them (`--redeliver-rate`, `--redeliver-seed`).
+    pub redelivery: Option<(f64, u64)>,
 }
 
 /// The ports the stack listens on.
@@ -224,21 +229,23 @@ impl Stack {
             options.reconcile_after,
             options.reconcile_give_up,
         );
+        let env = with_overrides(env, &options.function_env);
         let redact = vec![info.api_key.clone(), info.webhook_secret.clone()];
         let functions =
             functions::start_watch(workspace, &target_dir, ports.lambda, env, redact).await?;
         functions::warm_up(&lambda_url).await;
         tracing::info!(url = %lambda_url, "both functions are up under cargo lambda watch");
 
-        let event_source = EventSource::start(
-            clients.sqs.clone(),
-            EventSourceSettings::local(
-                &info.queue_url,
-                &info.queue_arn,
-                &info.region,
-                &functions::invoke_url(&lambda_url, functions::SUBMITTER),
-            ),
+        let mut event_source_settings = EventSourceSettings::local(
+            &info.queue_url,
+            &info.queue_arn,
+            &info.region,
+            &functions::invoke_url(&lambda_url, functions::SUBMITTER),
         );
+        event_source_settings.redelivery = options
+            .redelivery
+            .map(|(rate, seed)| crate::event_source::Redelivery::new(rate, seed));
+        let event_source = EventSource::start(clients.sqs.clone(), event_source_settings);
 
         let scheduler = (!options.reconcile_every.is_zero()).then(|| {
             Scheduler::start(ScheduleSettings {
@@ -307,8 +314,28 @@ impl Drop for Stack {
 /// `WebhookFunction`, resolved for the local stack (parameter defaults, the local queue URLs
 /// and table name), with the local PeekShot simulator and project, this run's secrets as
 /// direct values (the functions prefer them to the SSM parameter names, which moto holds
-/// too), and moto as the AWS endpoint. One watch runs both functions, so both get the union
-/// of the two; where they disagree on a variable, the webhook's value wins.
+/// too), moto as the AWS endpoint, and retry delays of seconds instead of minutes
+/// ([`LOCAL_RETRY`]). One watch runs both functions, so both get the union of the two; where
+/// they disagree on a variable, the webhook's value wins.
+/// The submitter's retry delays on the local stack: a first retry within a second, a cap of
+/// ten seconds, so that a message that keeps failing reaches the dead-letter queue in about
+/// twenty seconds rather than the deployed defaults' minutes.
+pub const LOCAL_RETRY: [(&str, &str); 3] = [
+    ("RETRY_BASE_SECONDS", "1"),
+    ("RETRY_MAX_SECONDS", "10"),
+    ("DEPLOYMENT_RETRY_SECONDS", "10"),
+];
+
+/// `env` with each of `overrides` replacing the variable of its name, or added.
+pub fn with_overrides(
+    mut env: Vec<(String, String)>,
+    overrides: &[(String, String)],
+) -> Vec<(String, String)> {
+    env.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
+    env.extend(overrides.iter().cloned());
+    env
+}
+
 pub fn function_environment(
     template: &Template,
     context: &TemplateContext,
@@ -346,7 +373,8 @@ pub fn function_environment(
             crate::aws::LOCAL_SECRET_ACCESS_KEY.to_owned(),
         ),
     ];
-    for (name, value) in local {
+    let retry = LOCAL_RETRY.map(|(name, value)| (name, value.to_owned()));
+    for (name, value) in local.into_iter().chain(retry) {
         unresolved.remove(name);
         env.insert(name.to_owned(), value);
     }

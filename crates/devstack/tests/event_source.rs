@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use devstack::event_source::{EventSource, EventSourceSettings, poll_once};
+use devstack::event_source::{EventSource, EventSourceSettings, Redelivery, poll_once};
 use devstack::moto::{self, Moto};
 use devstack::ports::{PortRequest, resolve_ports};
 use devstack::resources::create_queue;
@@ -255,6 +255,51 @@ async fn succeeded_messages_are_deleted_and_reported_failures_stay() {
     let producer = &record.message_attributes["producer"];
     assert_eq!(producer.string_value.as_deref(), Some("tests"));
     assert_eq!(producer.data_type.as_deref(), Some("String"));
+}
+
+#[tokio::test]
+async fn a_message_picked_for_redelivery_is_delivered_again_instead_of_deleted() {
+    let (_moto, sqs) = start_moto().await;
+    let queues = create_queues(&sqs, 5).await;
+    let (stub, invoke_url) = start_stub(Behaviour::FailBodiesWithFail).await;
+    let message_id = send(&sqs, &queues.url, r#"{"captureId":"twice"}"#).await;
+    let mut settings = settings(&queues, &invoke_url);
+    settings.redelivery = Some(Redelivery::new(1.0, 7));
+    let http = reqwest::Client::new();
+
+    let first = poll_once(&sqs, &settings, &http)
+        .await
+        .expect("poll")
+        .expect("a batch");
+    assert_eq!((first.deleted, first.redelivered), (0, 1));
+
+    settings.redelivery = Some(Redelivery::new(0.0, 7));
+    let mut second = None;
+    for _ in 0..10 {
+        second = poll_once(&sqs, &settings, &http).await.expect("poll");
+        if second.is_some() {
+            break;
+        }
+    }
+    let second = second.expect("the message came back");
+    assert_eq!((second.deleted, second.redelivered), (1, 0));
+
+    let deliveries: Vec<(String, String)> = stub
+        .events()
+        .iter()
+        .flat_map(|e| e.records.iter())
+        .map(|r| {
+            (
+                r.message_id.clone().unwrap_or_default(),
+                r.attributes["ApproximateReceiveCount"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deliveries,
+        [(message_id.clone(), "1".into()), (message_id, "2".into())]
+    );
+    assert_eq!(counts(&sqs, &queues.url).await, (0, 0));
 }
 
 #[tokio::test]

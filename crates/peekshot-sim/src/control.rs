@@ -6,7 +6,8 @@
 //! | --- | --- |
 //! | `GET /_sim/health` | 200 `{"status":"ok"}` once the server is up |
 //! | `GET /_sim/stats` | the counters of [`crate::stats::Stats`] |
-//! | `POST /_sim/reset` | clears records and counters, restarts the fault numbering |
+//! | `GET /_sim/captures` | every capture record since the last reset, oldest first: the truth a test compares the pipeline's records with |
+//! | `POST /_sim/reset` | clears records and counters, restarts the fault numbering; a body `{"seed": N}` also seeds the dice anew |
 //! | `GET /_sim/faults` | the current fault knobs |
 //! | `PUT /_sim/faults` | replaces the fault knobs; absent fields take their defaults |
 
@@ -27,6 +28,7 @@ pub fn routes() -> Router<SimState> {
     Router::new()
         .route("/_sim/health", get(health))
         .route("/_sim/stats", get(stats))
+        .route("/_sim/captures", get(captures))
         .route("/_sim/reset", post(reset))
         .route("/_sim/faults", get(get_faults).put(put_faults))
 }
@@ -39,10 +41,29 @@ async fn stats(State(state): State<SimState>) -> Response {
     Json(state.stats()).into_response()
 }
 
-async fn reset(State(state): State<SimState>) -> Json<serde_json::Value> {
-    state.reset();
-    tracing::info!("records and counters cleared");
-    Json(json!({"status": "ok"}))
+/// The optional body of `POST /_sim/reset`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    seed: Option<u64>,
+}
+
+async fn captures(State(state): State<SimState>) -> Response {
+    Json(json!({ "captures": state.records() })).into_response()
+}
+
+async fn reset(State(state): State<SimState>, body: Bytes) -> Response {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetBody::default()
+    } else {
+        match serde_json::from_slice::<ResetBody>(&body) {
+            Ok(body) => body,
+            Err(error) => return refuse(&format!("invalid reset body: {error}")),
+        }
+    };
+    state.reset(body.seed);
+    tracing::info!(seed = body.seed, "records and counters cleared");
+    Json(json!({"status": "ok"})).into_response()
 }
 
 async fn get_faults(State(state): State<SimState>) -> Json<Faults> {

@@ -35,7 +35,6 @@ struct Shared {
     config: SimConfig,
     public_url: Url,
     http: reqwest::Client,
-    dice: Dice,
     live: Mutex<Live>,
 }
 
@@ -44,6 +43,8 @@ struct Live {
     store: Store,
     stats: Stats,
     faults: Faults,
+    /// The fault dice; a reset may seed them anew.
+    dice: Dice,
     /// API requests seen since the last reset: the index of the next one's dice.
     api_requests: u64,
     /// Captures accepted since the last reset: the index of the next one's dice.
@@ -97,6 +98,7 @@ impl SimState {
             store: Store::new(config.first_request_id),
             stats: Stats::default(),
             faults: config.faults.clone(),
+            dice: Dice::new(seed),
             api_requests: 0,
             captures: 0,
             generation: 0,
@@ -106,7 +108,6 @@ impl SimState {
                 config,
                 public_url,
                 http,
-                dice: Dice::new(seed),
                 live: Mutex::new(live),
             }),
         })
@@ -141,7 +142,7 @@ impl SimState {
         let mut live = self.live();
         let index = live.api_requests;
         live.api_requests += 1;
-        let mut rng = self.shared.dice.rng(Stream::ApiRequest, index);
+        let mut rng = live.dice.rng(Stream::ApiRequest, index);
         let fault = decide_gateway_fault(&live.faults, &mut rng)?;
         live.stats.fault(fault.kind());
         Some(fault)
@@ -166,7 +167,7 @@ impl SimState {
 
         let index = live.captures;
         live.captures += 1;
-        let mut rng = self.shared.dice.rng(Stream::Capture, index);
+        let mut rng = live.dice.rng(Stream::Capture, index);
         let mut faults = decide_capture_faults(&live.faults, &mut rng);
         if reserved == Some(ReservedHost::BotBlocked) {
             faults.failure = None;
@@ -316,11 +317,20 @@ impl SimState {
         self.live().stats.clone()
     }
 
+    /// Every capture record, oldest first.
+    pub fn records(&self) -> Vec<Record> {
+        self.live().store.all()
+    }
+
     /// Clears records and counters and restarts the dice numbering, so a test
-    /// run after a reset meets the same faults as one on a fresh simulator.
-    /// Request ids keep counting up; the fault knobs stay as they are.
-    pub fn reset(&self) {
+    /// run after a reset meets the same faults as one on a fresh simulator
+    /// (started with `seed`, when one is given). Request ids keep counting up;
+    /// the fault knobs stay as they are.
+    pub fn reset(&self, seed: Option<u64>) {
         let mut live = self.live();
+        if let Some(seed) = seed {
+            live.dice = Dice::new(seed);
+        }
         live.store.clear();
         live.stats = Stats::default();
         live.api_requests = 0;

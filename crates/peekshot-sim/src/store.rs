@@ -162,6 +162,11 @@ impl Store {
         Some(result)
     }
 
+    /// Every record, oldest first.
+    pub fn all(&self) -> Vec<Record> {
+        self.records.values().cloned().collect()
+    }
+
     /// Drops every record; ids keep counting up.
     pub fn clear(&mut self) {
         self.records.clear();

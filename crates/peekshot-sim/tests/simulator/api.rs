@@ -259,3 +259,27 @@ async fn health_answers_200_and_unknown_routes_a_404_envelope() {
     let envelope: Value = unknown.json().await.expect("JSON");
     assert_eq!(envelope["statusCode"], 404);
 }
+
+#[tokio::test]
+async fn the_captures_endpoint_lists_every_record_without_counting_as_an_api_request() {
+    let sim = TestSim::start(fast_config()).await;
+    let first = sim.create_ok("https://example.com/a").await;
+    let second = sim.create_ok("https://example.com/b").await;
+
+    let (status, body) = sim.get("/_sim/captures").await;
+
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<u64> = body["captures"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|record| record["id"].as_u64().expect("an id"))
+        .collect();
+    assert_eq!(ids, [first, second]);
+    assert_eq!(body["captures"][1]["url"], "https://example.com/b");
+    let stats = sim.stats().await;
+    assert_eq!(
+        (stats["reads"].as_u64(), stats["lists"].as_u64()),
+        (Some(0), Some(0))
+    );
+}

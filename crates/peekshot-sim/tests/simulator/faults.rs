@@ -313,6 +313,51 @@ async fn the_same_seed_repeats_the_same_faults() {
     assert_eq!(fault_pattern(&first, &mut receiver_a).await, run_a);
 }
 
+#[tokio::test]
+async fn a_reset_with_a_seed_repeats_a_simulator_started_with_that_seed() {
+    let faults = Faults {
+        fault_5xx_rate: 0.4,
+        fault_capture_failed_rate: 0.5,
+        ..Faults::default()
+    };
+    let mut receiver_a = Receiver::start(&[]).await;
+    let mut receiver_b = Receiver::start(&[]).await;
+    let seeded = TestSim::start(SimConfig {
+        seed: Some(7),
+        webhook_url: Some(receiver_a.url.clone()),
+        ..with_faults(faults.clone())
+    })
+    .await;
+    let reseeded = TestSim::start(SimConfig {
+        seed: Some(8),
+        webhook_url: Some(receiver_b.url.clone()),
+        ..with_faults(faults)
+    })
+    .await;
+    let expected = fault_pattern(&seeded, &mut receiver_a).await;
+    let other_seed = fault_pattern(&reseeded, &mut receiver_b).await;
+    assert_ne!(expected, other_seed, "two seeds, two patterns");
+
+    let reset = reseeded
+        .client
+        .post(reseeded.url("/_sim/reset"))
+        .json(&serde_json::json!({"seed": 7}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(reset.status(), StatusCode::OK);
+    assert_eq!(fault_pattern(&reseeded, &mut receiver_b).await, expected);
+
+    let refused = reseeded
+        .client
+        .post(reseeded.url("/_sim/reset"))
+        .json(&serde_json::json!({"sead": 7}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+}
+
 /// Sends 16 creates one after another and notes what each met: its 5xx
 /// status, or how the capture ended according to its webhook. It reads no
 /// records, since reads are API requests too and would draw from the dice.
