@@ -300,6 +300,45 @@ async fn capture_id_reused_for_another_page_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn capture_id_reused_after_the_first_request_was_submitted_or_failed_is_still_a_conflict() {
+    let stack = shared_stack();
+    let store = store(stack).await;
+    let submitted = unique("conflict-submitted");
+    store
+        .claim(&request(&submitted, "https://example.com/one"), "m1")
+        .await
+        .unwrap();
+    store
+        .store_request_id(
+            &CaptureId::parse(&submitted).unwrap(),
+            &created(&unique("r")),
+        )
+        .await
+        .unwrap();
+    let invalid = unique("conflict-invalid");
+    store
+        .record_invalid(
+            &InvalidRequest {
+                capture_id: CaptureId::parse(&invalid).unwrap(),
+                reason: "url: must be absolute".into(),
+            },
+            "m3",
+            "{}",
+        )
+        .await
+        .unwrap();
+
+    for capture_id in [&submitted, &invalid] {
+        let other_page = request(capture_id, "https://example.com/two");
+        assert_eq!(
+            store.claim(&other_page, "m2").await.unwrap(),
+            Claim::Conflict,
+            "{capture_id}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn stored_request_id_makes_every_later_claim_a_duplicate() {
     let stack = shared_stack();
     let store = store(stack).await;
@@ -495,6 +534,31 @@ async fn message_without_capture_id_is_keyed_by_its_sqs_message_id() {
     let url = format!("https://example.com/{}", unique("by-message-id"));
     let message_id = send_to_queue(stack, &json!({"url": url})).await;
     assert_eq!(status(&final_record(stack, &message_id).await), "COMPLETE");
+}
+
+#[tokio::test]
+async fn a_second_page_under_a_used_capture_id_is_failed_under_its_message_id_and_never_created() {
+    let stack = shared_stack();
+    let capture_id = unique("reused");
+    let first_url = format!("https://example.com/{capture_id}/first");
+    let second_url = format!("https://example.com/{capture_id}/second");
+    send_to_queue(stack, &json!({"captureId": capture_id, "url": first_url})).await;
+    assert_eq!(status(&final_record(stack, &capture_id).await), "COMPLETE");
+
+    let message_id =
+        send_to_queue(stack, &json!({"captureId": capture_id, "url": second_url})).await;
+
+    let rejected = final_record(stack, &message_id).await;
+    assert_eq!(status(&rejected), "FAILED");
+    assert_eq!(text(&rejected, "errorKind"), Some("invalid-request"));
+    let error = text(&rejected, "error").unwrap();
+    assert!(
+        error.contains(&capture_id) && error.contains("different request"),
+        "{error}"
+    );
+    let owner = capture_item(stack, &capture_id).await.unwrap();
+    assert_eq!(text(&owner, "url"), Some(first_url.as_str()));
+    assert_eq!(creates_for(&simulator_stats(stack).await, &second_url), 0);
 }
 
 #[tokio::test]

@@ -637,27 +637,25 @@ fn claimed(old: Option<&Item>) -> Claim {
     }
 }
 
-/// Why a claim's condition failed, from the item as it was.
+/// Why a claim's condition failed, from the item as it was. A record of another request (its
+/// fingerprint differs, or it is an invalid message's record, which has none) is a conflict
+/// whatever its status: only the same request's record can make this message a duplicate.
 fn why_not_claimed(old: Option<&Item>, fingerprint: &str) -> Claim {
     let Some(old) = old else {
         return Claim::HeldElsewhere;
     };
-    match status_of(old) {
-        Some(status) if status != CaptureStatus::Queued => return Claim::AlreadyHandled(status),
-        _ => {}
-    }
-    if old.contains_key("requestId") {
-        return Claim::AlreadyHandled(CaptureStatus::Submitted);
-    }
     let same_request = old
         .get("fingerprint")
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
         == Some(fingerprint);
-    if same_request {
-        Claim::HeldElsewhere
-    } else {
-        Claim::Conflict
+    if !same_request {
+        return Claim::Conflict;
+    }
+    match status_of(old) {
+        Some(status) if status != CaptureStatus::Queued => Claim::AlreadyHandled(status),
+        _ if old.contains_key("requestId") => Claim::AlreadyHandled(CaptureStatus::Submitted),
+        _ => Claim::HeldElsewhere,
     }
 }
 

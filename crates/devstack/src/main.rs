@@ -182,8 +182,10 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
+    // Colours only on a terminal: a log file (the test harness's) stays plain text to grep.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")),

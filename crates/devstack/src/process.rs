@@ -496,12 +496,22 @@ mod tests {
             .ready(ready.expect("ready receiver"), Duration::from_secs(10))
             .await
             .expect("ready");
-        let family = descendants(child.pid());
-        let grandchild = family.iter().find(|p| {
-            std::fs::read_to_string(format!("/proc/{}/cmdline", p.pid))
-                .is_ok_and(|cmd| cmd.starts_with("sleep"))
-        });
-        let grandchild = grandchild.cloned().expect("the sleep is a descendant");
+        // `echo ready` may run before the background job has become `sleep` (it is `sh`, then
+        // `setsid`, for a moment), so look until it has.
+        let looking_until = std::time::Instant::now() + Duration::from_secs(5);
+        let grandchild = loop {
+            let found = descendants(child.pid()).into_iter().find(|p| {
+                std::fs::read_to_string(format!("/proc/{}/cmdline", p.pid))
+                    .is_ok_and(|cmd| cmd.starts_with("sleep"))
+            });
+            match found {
+                Some(grandchild) => break grandchild,
+                None if std::time::Instant::now() < looking_until => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                None => panic!("the sleep never became a descendant"),
+            }
+        };
 
         child.stop(Duration::from_secs(1)).await;
 
