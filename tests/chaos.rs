@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -49,7 +50,9 @@ fn chaos_runs_with_three_seeds_lose_no_capture_and_move_no_record_backwards() {
     for seed in SEEDS {
         let stack = start_stack(&stack_args(seed)).expect("the chaos stack starts");
         let summary = runtime.block_on(run_round(&stack, seed));
-        println!("{summary}");
+        // Written to stderr directly rather than with `println!`, which the test harness
+        // captures: the summary lines belong in the test command's output, passed or failed.
+        let _ = writeln!(std::io::stderr(), "{summary}");
         let problems = summary.problems();
         if !problems.is_empty() {
             failures.push(format!(

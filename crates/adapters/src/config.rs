@@ -111,6 +111,8 @@ pub struct PeekShotConfig {
     pub api_key: Secret,
     /// Limit for one HTTP call.
     pub timeout: Duration,
+    /// The certificate authorities trusted (`TLS_ROOTS`).
+    pub tls_roots: crate::tls::TlsRoots,
 }
 
 /// The submitter's settings.
@@ -185,6 +187,7 @@ impl SubmitterConfig {
                 project_id,
                 api_key,
                 timeout: Duration::from_millis(timeout_ms),
+                tls_roots: crate::tls::TlsRoots::from_env(env)?,
             },
             concurrency: concurrency as usize,
             pace,

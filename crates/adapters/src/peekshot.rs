@@ -36,9 +36,12 @@ pub enum ClientError {
     /// The API key cannot be sent as a header.
     #[error("the PeekShot API key contains characters that cannot be sent in a header")]
     BadApiKey,
-    /// The HTTP client could not be set up (TLS roots, for instance).
+    /// The HTTP client could not be set up.
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The compiled-in TLS roots could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The base URL cannot take the API path.
     #[error("cannot form the screenshots URL from the base URL: {0}")]
     BaseUrl(#[from] url::ParseError),
@@ -54,7 +57,7 @@ impl PeekShotClient {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", key);
 
-        let http = reqwest::Client::builder()
+        let http = crate::tls::reqwest_builder(config.tls_roots)?
             .default_headers(headers)
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(3)))

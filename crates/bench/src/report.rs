@@ -101,14 +101,15 @@ struct Minimum {
 }
 
 /// What the design allows at the least: the submitter claims, links the request id and
-/// updates the capture; the webhook records the outcome and finishes the capture; the producer
-/// sends once; the event source receives and deletes once per batch.
+/// updates the capture, and takes the batch's pace slots in one write; the webhook records the
+/// outcome and finishes the capture; the producer sends once; the event source receives and
+/// deletes once per batch.
 const MINIMUMS: [Minimum; 5] = [
     Minimum {
         caller: stack::SUBMITTER,
         service: "dynamodb",
         operation: "UpdateItem",
-        per_capture: |_| 3.0,
+        per_capture: |batch| 3.0 + 1.0 / batch,
     },
     Minimum {
         caller: stack::WEBHOOK,

@@ -147,7 +147,7 @@ fn busy_time(calls: &[Call]) -> Duration {
 
 /// Peak memory of a fresh submitter handling one batch of `messages`.
 pub async fn submitter_memory(stack: &Stack, messages: usize) -> anyhow::Result<BatchRun> {
-    let mut process = stack.launch(&stack.submitter(None)).await?;
+    let mut process = stack.launch(&stack.unpaced_submitter()).await?;
     let run = submit_batch(stack, &mut process, &format!("mem{messages}"), messages, 10).await;
     process.stop().await;
     run
@@ -185,7 +185,7 @@ pub async fn batch_concurrency(
         })
         .context("setting the simulator's delay")?;
     let spec = stack
-        .submitter(None)
+        .unpaced_submitter()
         .with_env("SUBMIT_CONCURRENCY", &concurrency.to_string());
     let mut process = stack.launch(&spec).await?;
     let result = async {
@@ -223,7 +223,7 @@ pub async fn batch_concurrency(
 /// Submits `count` captures through the submitter (batches of 100) and returns the request ids
 /// PeekShot (the simulator) gave them, as the submitter stored them.
 pub async fn submitted_captures(stack: &Stack, count: usize) -> anyhow::Result<Vec<u64>> {
-    let mut process = stack.launch(&stack.submitter(None)).await?;
+    let mut process = stack.launch(&stack.unpaced_submitter()).await?;
     let result = async {
         for batch in 0..count.div_ceil(100) {
             let size = (count - batch * 100).min(100);

@@ -33,7 +33,7 @@ struct Submitter {
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
 
-    let aws = capture_adapters::aws_config().await;
+    let aws = capture_adapters::aws_config().await?;
     let config = SubmitterConfig::load(&ProcessEnv, &SsmSecrets::new(&aws))
         .await
         .inspect_err(|problem| tracing::error!(%problem, "cannot start the submitter"))?;

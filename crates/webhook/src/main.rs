@@ -23,7 +23,7 @@ const SECRET_HEADER: &str = "x-webhook-secret";
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
 
-    let aws = capture_adapters::aws_config().await;
+    let aws = capture_adapters::aws_config().await?;
     let config = WebhookConfig::load(&ProcessEnv, &SsmSecrets::new(&aws))
         .await
         .inspect_err(|problem| tracing::error!(%problem, "cannot start the webhook"))?;

@@ -110,6 +110,7 @@ impl ReconcilerConfig {
                 project_id: env.var("PEEKSHOT_PROJECT_ID").unwrap_or_default(),
                 api_key,
                 timeout: Duration::from_millis(timeout_ms),
+                tls_roots: crate::tls::TlsRoots::from_env(env)?,
             },
             policy: ReconcilePolicy {
                 reconcile_after: Duration::from_secs(after),
