@@ -218,6 +218,9 @@ struct Summary {
     dead_lettered: usize,
     dead_letter_reasons: BTreeMap<String, usize>,
     lost: Vec<String>,
+    wrongly_failed: Vec<String>,
+    unexplained_dead_letters: Vec<String>,
+    settled: bool,
     double_creates_counted: usize,
     double_creates_uncounted: Vec<String>,
     backwards: Vec<String>,
@@ -230,15 +233,33 @@ struct Summary {
 impl Summary {
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        let mut check = |what: &str, list: &[String]| {
+        if !self.settled {
+            problems.push(format!("did not settle within {SETTLE_LIMIT:?}"));
+        }
+        if self.dead_lettered * 100 > self.sent {
+            problems.push(format!(
+                "{} of {} requests dead-lettered, more than 1 %",
+                self.dead_lettered, self.sent
+            ));
+        }
+        for (what, list) in [
+            ("lost", &self.lost),
+            (
+                "valid requests failed by the pipeline",
+                &self.wrongly_failed,
+            ),
+            (
+                "dead letters without a reason",
+                &self.unexplained_dead_letters,
+            ),
+            ("moved backwards", &self.backwards),
+            ("disagree with PeekShot", &self.disagreeing),
+            ("created twice, uncounted", &self.double_creates_uncounted),
+        ] {
             if !list.is_empty() {
                 problems.push(format!("{} {what}: {}", list.len(), list.join(", ")));
             }
-        };
-        check("lost", &self.lost);
-        check("moved backwards", &self.backwards);
-        check("disagree with PeekShot", &self.disagreeing);
-        check("created twice, uncounted", &self.double_creates_uncounted);
+        }
         problems
     }
 }
@@ -292,7 +313,7 @@ async fn run_round(stack: &OwnedStack, seed: u64) -> Summary {
     let mut sent = requests(seed);
     send_all(&sqs, &info.queue_url, &mut sent).await;
     let started = Instant::now();
-    wait_until_settled(&sqs, &dynamodb, info).await;
+    let settled = wait_until_settled(&sqs, &dynamodb, info).await;
     let settled_in = started.elapsed();
     let backwards = watcher.stop().await;
 
@@ -304,7 +325,7 @@ async fn run_round(stack: &OwnedStack, seed: u64) -> Summary {
         queue_url: info.queue_url.clone(),
         dead_letter_queue_url: info.dead_letter_queue_url.clone(),
     }
-    .list(10_000, Duration::from_secs(600))
+    .list(10_000)
     .await
     .expect("the dead-letter queue can be listed");
     let truth = simulator_captures(&http, info).await;
@@ -314,6 +335,7 @@ async fn run_round(stack: &OwnedStack, seed: u64) -> Summary {
         seed,
         sent: sent.len(),
         backwards,
+        settled,
         settled_in,
         redelivered: redeliveries_in(&stack.log_path),
         ..Summary::default()
@@ -380,12 +402,13 @@ async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, sent: &mut [Sent])
     }
 }
 
-/// Waits until the capture queue is empty and no record is open, twice in a row.
+/// Waits until the capture queue is empty and no record is open, twice in a row; `false`
+/// when that did not happen within [`SETTLE_LIMIT`].
 async fn wait_until_settled(
     sqs: &aws_sdk_sqs::Client,
     dynamodb: &aws_sdk_dynamodb::Client,
     info: &StackInfo,
-) {
+) -> bool {
     let started = Instant::now();
     let mut quiet_checks = 0;
     while started.elapsed() < SETTLE_LIMIT {
@@ -402,9 +425,10 @@ async fn wait_until_settled(
             0
         };
         if quiet_checks >= 2 {
-            return;
+            return true;
         }
     }
+    false
 }
 
 async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> u64 {
@@ -437,14 +461,7 @@ async fn scan(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<Stri
     let mut records = BTreeMap::new();
     let mut start = None;
     loop {
-        let page = dynamodb
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("Scan against moto");
+        let page = scan_page(dynamodb, table, start).await;
         for item in page.items.unwrap_or_default() {
             if text(&item, "kind") == Some("capture")
                 && let Some(id) = text(&item, "captureId")
@@ -455,6 +472,33 @@ async fn scan(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<Stri
         start = page.last_evaluated_key;
         if start.is_none() {
             return records;
+        }
+    }
+}
+
+/// One page of a scan, tried a few times: moto under the chaos run's load may time out.
+async fn scan_page(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    start: Option<Item>,
+) -> aws_sdk_dynamodb::operation::scan::ScanOutput {
+    let mut attempt = 0;
+    loop {
+        let answer = dynamodb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.clone())
+            .send()
+            .await;
+        match answer {
+            Ok(page) => return page,
+            Err(error) if attempt < 5 => {
+                attempt += 1;
+                eprintln!("scan failed ({error}), trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => panic!("Scan against moto failed five times: {error}"),
         }
     }
 }
@@ -531,7 +575,22 @@ fn account_for_messages(
             .dead_letter_reasons
             .entry(letter.reason.chars().take(60).collect())
             .or_default() += 1;
+        if letter.status.is_none() {
+            summary
+                .unexplained_dead_letters
+                .push(format!("{} ({})", letter.message_id, letter.reason));
+        }
     }
+
+    // Capture ids that more than one page was sent under: only for these may a request end
+    // FAILED under its own message id, whichever of them reached the submitter first.
+    let mut pages_by_capture_id: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for message in sent {
+        if let (Some(id), Some(url)) = (message.capture_id.as_deref(), message.url.as_deref()) {
+            pages_by_capture_id.entry(id).or_default().insert(url);
+        }
+    }
+    let contested = |id: Option<&str>| id.is_some_and(|id| pages_by_capture_id[id].len() > 1);
 
     let final_record = |id: &str| {
         records
@@ -544,17 +603,28 @@ fn account_for_messages(
         }
         let by_capture_id = message.capture_id.as_deref().and_then(final_record);
         let by_message_id = final_record(&message.message_id);
-        // Two requests naming one capture id: whichever the submitter saw first owns the
-        // record, the other is FAILED under its own message id, whatever order they were sent in.
+        let own_page = by_capture_id.filter(|item| text(item, "url") == message.url.as_deref());
         let ended = match message.kind {
             Kind::Valid | Kind::Duplicate | Kind::ReusedId => {
-                by_capture_id.is_some_and(|item| text(item, "url") == message.url.as_deref())
-                    || by_message_id.is_some_and(|item| status_of(item) == "FAILED")
+                own_page.is_some()
+                    || (contested(message.capture_id.as_deref())
+                        && by_message_id.is_some_and(|item| status_of(item) == "FAILED"))
             }
             Kind::Invalid => by_capture_id
                 .or(by_message_id)
                 .is_some_and(|item| status_of(item) == "FAILED"),
         };
+        if message.kind != Kind::Invalid
+            && let Some(item) = own_page
+            && status_of(item) == "FAILED"
+            && text(item, "errorKind") != Some("peekshot-failed")
+        {
+            summary.wrongly_failed.push(format!(
+                "{}: {}",
+                message.capture_id.as_deref().unwrap_or_default(),
+                text(item, "error").unwrap_or_default()
+            ));
+        }
         if !ended {
             let id = message.capture_id.as_deref().unwrap_or(&message.message_id);
             let state = records.get(id).map_or("no record", status_of);

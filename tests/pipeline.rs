@@ -478,6 +478,14 @@ async fn invalid_message_is_recorded_once_and_never_overwrites_a_capture() {
     assert_eq!(status(&record), "FAILED");
     assert_eq!(text(&record, "error"), Some("url: has no host"));
     assert_eq!(text(&record, "rawBody"), Some("{\"url\":\"http://\"}"));
+    assert_eq!(
+        store
+            .record_invalid(&invalid, "m1", "{\"url\":\"http://\"}")
+            .await
+            .unwrap(),
+        Rejection::AlreadyRecorded,
+        "the same message delivered again is recognised as itself"
+    );
 
     let valid = request(&unique("valid"), "https://example.com/");
     store.claim(&valid, "m2").await.unwrap();
@@ -1006,5 +1014,200 @@ async fn lost_create_answer_is_adopted_on_retry_instead_of_creating_twice() {
     assert!(
         !record.contains_key("ambiguousCreate"),
         "one candidate is not ambiguous"
+    );
+}
+
+/// A table of its own for one pace test, so that the submitter's own pace item in the stack's
+/// table (which the other tests' captures use) is left alone.
+async fn pace_table(stack: &StackInfo) -> DynamoStore {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let aws = aws(stack).await;
+    let table = unique("pace");
+    aws_sdk_dynamodb::Client::new(&aws)
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("CreateTable against moto");
+    DynamoStore::new(&aws, &table, Duration::from_secs(3600))
+}
+
+#[tokio::test]
+async fn pace_item_updates_hold_their_conditions_in_dynamodb() {
+    use capture::{PaceAnswer, PaceStep, PaceStore, SlowDown};
+    let store = pace_table(shared_stack()).await;
+    let t0 = 1_800_000_000_000u64;
+
+    let restart = PaceStep::Restart {
+        below_ms: t0,
+        tat_ms: t0 + 500,
+        slowed_at_ms: None,
+    };
+    let PaceAnswer::Moved(after) = store.step(restart).await.unwrap() else {
+        panic!("a missing item restarts");
+    };
+    assert_eq!(after.tat_ms, Some(t0 + 500));
+    assert!(
+        matches!(store.step(restart).await.unwrap(), PaceAnswer::Refused(s) if s.tat_ms == Some(t0 + 500)),
+        "a bucket in use is not restarted"
+    );
+
+    let extend = |lowest_ms, slowed_at_ms| PaceStep::Extend {
+        lowest_ms,
+        highest_ms: t0 + 10_000,
+        cost_ms: 300,
+        slowed_at_ms,
+    };
+    let PaceAnswer::Moved(after) = store.step(extend(t0, None)).await.unwrap() else {
+        panic!("a bucket in range extends");
+    };
+    assert_eq!(after.tat_ms, Some(t0 + 800));
+    assert!(matches!(
+        store.step(extend(t0 + 900, None)).await.unwrap(),
+        PaceAnswer::Refused(_)
+    ));
+
+    let rise = SlowDown {
+        expected_slowed_at_ms: None,
+        level: 1,
+        until_ms: t0 + 10_000,
+        at_ms: t0,
+    };
+    let PaceAnswer::Moved(slowed) = store.slow_down(rise).await.unwrap() else {
+        panic!("the first rise applies");
+    };
+    assert_eq!((slowed.slow_level, slowed.slowed_at_ms), (1, Some(t0)));
+    assert!(
+        matches!(store.slow_down(rise).await.unwrap(), PaceAnswer::Refused(s) if s.slow_level == 1),
+        "a rise computed from an older state is refused"
+    );
+    assert!(
+        matches!(store.step(extend(t0, None)).await.unwrap(), PaceAnswer::Refused(s) if s.slowed_at_ms == Some(t0)),
+        "a step made before the slow-down is refused"
+    );
+    assert!(matches!(
+        store.step(extend(t0, Some(t0))).await.unwrap(),
+        PaceAnswer::Moved(s) if s.tat_ms == Some(t0 + 1_100)
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_submitters_share_one_pace_in_dynamodb() {
+    use capture::{PacePolicy, Pacer};
+    let store = pace_table(shared_stack()).await;
+    let policy = PacePolicy {
+        rate_per_second: 20.0,
+        burst: 2,
+        max_wait: Duration::from_secs(10),
+    };
+    let pacers: Vec<Pacer<DynamoStore>> =
+        (0..3).map(|_| Pacer::new(store.clone(), policy)).collect();
+    let now = capture::pace::epoch_ms(SystemTime::now());
+
+    let reservations = futures::future::join_all(
+        pacers
+            .iter()
+            .map(|pacer| pacer.reserve_at(now, 10, Duration::from_secs(10))),
+    )
+    .await;
+
+    let mut starts: Vec<u64> = reservations
+        .into_iter()
+        .flat_map(|r| r.expect("a reservation").starts_ms)
+        .collect();
+    starts.sort_unstable();
+    assert_eq!(starts.len(), 30, "every slot fits in the wait");
+    // 20 a second with a burst of 2: in any 50 ms window at most 2 starts, in any second 21.
+    for (i, first) in starts.iter().enumerate() {
+        let within = |ms: u64| starts[i..].iter().take_while(|s| **s < first + ms).count();
+        assert!(within(50) <= 2, "{starts:?}");
+        assert!(within(1_000) <= 21, "{starts:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_with_its_reason_and_redriven_to_completion() {
+    let stack = shared_stack();
+    let store = store(stack).await;
+    let aws = aws(stack).await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let to_dead_letters = |body: Value| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.send_message()
+                .queue_url(&stack.dead_letter_queue_url)
+                .message_body(body.to_string())
+                .send()
+                .await
+                .expect("SendMessage to the dead-letter queue")
+                .message_id
+                .expect("a message id")
+        }
+    };
+
+    // A capture that met a broken deployment until its message was dead-lettered: its record
+    // is QUEUED with the last error.
+    let capture_id = unique("dead");
+    let url = format!("https://example.com/{capture_id}");
+    let stuck = request(&capture_id, &url);
+    store.claim(&stuck, "m-dead").await.unwrap();
+    store
+        .release(
+            &stuck.capture_id,
+            &Failure::deployment("PeekShot rejected the API key (HTTP 403)"),
+        )
+        .await
+        .unwrap();
+    to_dead_letters(json!({"captureId": capture_id, "url": url})).await;
+    // A message that never got a record and names no capture id.
+    let orphan_url = format!("https://example.com/{}", unique("orphan"));
+    let orphan_id = to_dead_letters(json!({"url": orphan_url})).await;
+
+    let pipeline = capturectl::dead_letters::Pipeline {
+        sqs: sqs.clone(),
+        dynamodb: aws_sdk_dynamodb::Client::new(&aws),
+        table: stack.table_name.clone(),
+        queue_url: stack.queue_url.clone(),
+        dead_letter_queue_url: stack.dead_letter_queue_url.clone(),
+    };
+    let letters = pipeline.list(100).await.expect("the listing");
+
+    let listed = letters
+        .iter()
+        .find(|l| l.capture_id == capture_id)
+        .expect("the stuck capture's message is listed");
+    assert_eq!(listed.status.as_deref(), Some("QUEUED"));
+    assert!(listed.reason.contains("HTTP 403"), "{}", listed.reason);
+    let orphan = letters
+        .iter()
+        .find(|l| l.message_id == orphan_id)
+        .expect("the orphan is listed");
+    assert_eq!(orphan.status, None);
+    assert!(orphan.reason.starts_with("no record"), "{}", orphan.reason);
+
+    let redriven = pipeline.redrive(100).await.expect("the redrive");
+    assert!(redriven.moved >= 2 && redriven.keyed >= 1, "{redriven:?}");
+    assert_eq!(status(&final_record(stack, &capture_id).await), "COMPLETE");
+    assert_eq!(
+        status(&final_record(stack, &orphan_id).await),
+        "COMPLETE",
+        "the orphan keeps its original message id as its capture id"
     );
 }

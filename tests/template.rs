@@ -740,6 +740,7 @@ fn data_access_is_exactly_the_item_writes_each_function_makes() {
             "sqs:DeleteMessage",
             "sqs:ChangeMessageVisibility",
             "sqs:GetQueueAttributes",
+            "sqs:SendMessage",
         ]
         .map(String::from),
     );

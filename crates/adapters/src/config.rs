@@ -256,10 +256,11 @@ fn pace_policy(env: &impl Env) -> Result<Option<PacePolicy>, ConfigError> {
                 name: NAME,
                 reason: format!("{raw:?} is not a number"),
             })?;
-            if !(rate == 0.0 || (0.01..=1000.0).contains(&rate)) {
+            let limit = capture::pace::MAX_RATE_PER_SECOND;
+            if !(rate == 0.0 || (0.01..=limit).contains(&rate)) {
                 return Err(ConfigError::Invalid {
                     name: NAME,
-                    reason: format!("{rate} is outside 0.01..=1000 (or 0 for no pace)"),
+                    reason: format!("{rate} is outside 0.01..={limit} (or 0 for no pace)"),
                 });
             }
             rate

@@ -313,12 +313,20 @@ impl CaptureStore for DynamoStore {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(Rejection::Recorded),
-            Err(err) if is_conditional_failure(&err) => Ok(Rejection::CaptureIdTaken),
-            Err(err) => Err(classify("record invalid request", err)),
+            Err(err) => match conditional_failure_item(&err) {
+                Some(old)
+                    if old.as_ref().and_then(|o| text_of(o, "messageId")) == Some(message_id) =>
+                {
+                    Ok(Rejection::AlreadyRecorded)
+                }
+                Some(_) => Ok(Rejection::CaptureIdTaken),
+                None => Err(classify("record invalid request", err)),
+            },
         }
     }
 
@@ -388,7 +396,7 @@ impl CaptureStore for DynamoStore {
                 Ok(claim)
             }
             Err(err) => match conditional_failure_item(&err) {
-                Some(old) => Ok(why_not_claimed(old.as_ref(), &fingerprint)),
+                Some(old) => Ok(why_not_claimed(old.as_ref(), &fingerprint, message_id)),
                 None => Err(classify("claim capture", err)),
             },
         }
@@ -637,18 +645,17 @@ fn claimed(old: Option<&Item>) -> Claim {
     }
 }
 
-/// Why a claim's condition failed, from the item as it was. A record of another request (its
-/// fingerprint differs, or it is an invalid message's record, which has none) is a conflict
-/// whatever its status: only the same request's record can make this message a duplicate.
-fn why_not_claimed(old: Option<&Item>, fingerprint: &str) -> Claim {
+/// Why a claim's condition failed, from the item as it was. A record of another request is a
+/// conflict whatever its status: only the same request's record can make this message a
+/// duplicate. The same request is the same fingerprint (URL and options), or the message that
+/// wrote the record coming back, whose fingerprint may differ only if its computation changed
+/// between two releases.
+fn why_not_claimed(old: Option<&Item>, fingerprint: &str, message_id: &str) -> Claim {
     let Some(old) = old else {
         return Claim::HeldElsewhere;
     };
-    let same_request = old
-        .get("fingerprint")
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-        == Some(fingerprint);
+    let same_request = text_of(old, "fingerprint") == Some(fingerprint)
+        || text_of(old, "messageId") == Some(message_id);
     if !same_request {
         return Claim::Conflict;
     }
@@ -667,6 +674,10 @@ fn parked_outcome(item: &Item) -> Result<Option<Outcome>, Failure> {
     serde_dynamo::from_attribute_value(stored.clone())
         .map(Some)
         .map_err(|e| Failure::permanent(format!("stored outcome is unreadable: {e}")))
+}
+
+fn text_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)?.as_s().ok().map(String::as_str)
 }
 
 fn status_of(item: &Item) -> Option<CaptureStatus> {
@@ -708,6 +719,15 @@ pub(crate) trait ConditionalItem {
 }
 
 impl ConditionalItem for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn old_item(&self) -> Option<Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => e.item().cloned(),
+            _ => None,
+        }
+    }
+}
+
+impl ConditionalItem for aws_sdk_dynamodb::operation::put_item::PutItemError {
     fn old_item(&self) -> Option<Item> {
         match self {
             Self::ConditionalCheckFailedException(e) => e.item().cloned(),

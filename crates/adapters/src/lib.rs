@@ -18,7 +18,7 @@ pub use config::ReconcilerConfig;
 pub use config::{Env, ProcessEnv, SubmitterConfig, WebhookConfig};
 pub use dynamo::DynamoStore;
 pub use peekshot::PeekShotClient;
-pub use queue::{CaptureQueue, Postponement};
+pub use queue::{CaptureQueue, Postponement, Requeue};
 pub use secret::{Secret, SecretSource, SsmSecrets};
 
 /// Why the AWS SDK configuration could not be built.

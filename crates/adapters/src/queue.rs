@@ -1,15 +1,34 @@
-//! The capture queue, as the submitter sees it: postponing the messages it keeps.
+//! The capture queue, as the submitter sees it: postponing the messages it keeps, and sending
+//! again the ones the pace deferred.
 //!
 //! A kept message would otherwise come back after the queue's visibility timeout, the same for
 //! every failure. Setting each message's visibility from the retry policy gives transient
 //! failures exponential backoff with jitter and honours PeekShot's `Retry-After`.
+//!
+//! A deferred message was never tried, so it should not use up one of its `maxReceiveCount`
+//! receives, as a postponed one does: it is sent again as a new message, delayed until its
+//! pace slot is due, and the original is let go. Its body carries its capture id, so the
+//! capture keeps its record, and the message attribute [`FIRST_MESSAGE_ID_ATTRIBUTE`] carries
+//! the id its producer was given, by which the submitter keeps naming it. The producer's own
+//! message attributes, which the pipeline does not read, are not carried over.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::BuildError;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+};
 use tracing::warn;
+
+/// The message attribute of a message sent again by the submitter (or redriven by an
+/// operator) that holds the message id its producer was given.
+pub const FIRST_MESSAGE_ID_ATTRIBUTE: &str = "firstMessageId";
+
+/// SQS delays a new message by at most 15 minutes.
+const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 
 /// `ChangeMessageVisibilityBatch` takes at most ten entries.
 const SQS_BATCH_LIMIT: usize = 10;
@@ -22,6 +41,19 @@ pub struct Postponement {
     /// The receipt handle of this delivery.
     pub receipt_handle: String,
     /// How long the message stays hidden from now.
+    pub delay: Duration,
+}
+
+/// One message to send again as a new one.
+#[derive(Debug, Clone)]
+pub struct Requeue {
+    /// The original message's id, to report which were sent.
+    pub message_id: String,
+    /// The id its producer was given, carried in [`FIRST_MESSAGE_ID_ATTRIBUTE`].
+    pub first_message_id: String,
+    /// The body to send, its capture id written in.
+    pub body: String,
+    /// How long the new message stays hidden (at most 15 minutes).
     pub delay: Duration,
 }
 
@@ -89,4 +121,67 @@ impl CaptureQueue {
         }
         postponed
     }
+
+    /// Sends each message again as a new one. Returns the ids of the originals that were
+    /// sent; the others should be kept as they are. Failures are logged, not raised.
+    pub async fn requeue(&self, requeues: &[Requeue]) -> HashSet<String> {
+        let mut sent = HashSet::new();
+        for chunk in requeues.chunks(SQS_BATCH_LIMIT) {
+            let entries: Result<Vec<_>, _> = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, r)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .message_body(&r.body)
+                        .message_attributes(
+                            FIRST_MESSAGE_ID_ATTRIBUTE,
+                            first_id(&r.first_message_id)?,
+                        )
+                        .delay_seconds(
+                            i32::try_from(r.delay.min(MAX_DELAY).as_secs()).unwrap_or(900),
+                        )
+                        .build()
+                })
+                .collect();
+            let entries = match entries {
+                Ok(entries) => entries,
+                Err(problem) => {
+                    warn!(%problem, "cannot build the requeue");
+                    continue;
+                }
+            };
+            match self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(answer) => {
+                    for done in answer.successful {
+                        if let Some(r) = done.id.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
+                            sent.insert(r.message_id.clone());
+                        }
+                    }
+                    for failed in answer.failed {
+                        warn!(code = %failed.code, "a deferred message could not be sent again; it is postponed instead");
+                    }
+                }
+                Err(problem) => {
+                    warn!(problem = %DisplayErrorContext(&problem), "deferred messages could not be sent again; they are postponed instead");
+                }
+            }
+        }
+        sent
+    }
+}
+
+/// The attribute value that carries a first message id.
+pub fn first_id(message_id: &str) -> Result<MessageAttributeValue, BuildError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(message_id)
+        .build()
 }

@@ -124,6 +124,22 @@ mod tests {
         assert_eq!(parsed, roots);
     }
 
+    /// The SDK turns the PEM into rustls roots only at its first connection, and panics there
+    /// on a certificate it cannot parse; this does the same parse now.
+    #[test]
+    fn every_compiled_in_root_is_a_root_rustls_accepts() {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
+        let mut store = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_slice_iter(roots_as_pem().as_bytes()) {
+            store
+                .add(der.expect("valid PEM"))
+                .expect("a root rustls accepts");
+        }
+        assert_eq!(store.len(), webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
+    }
+
     #[test]
     fn both_clients_build_over_either_store() {
         for roots in [TlsRoots::Bundled, TlsRoots::System] {

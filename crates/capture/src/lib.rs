@@ -29,7 +29,8 @@ pub use backoff::RetryPolicy;
 pub use failure::{Failure, FailureClass};
 pub use lifecycle::{CaptureStatus, Outcome};
 pub use pace::{
-    Pace, PaceAnswer, PacePolicy, PaceState, PaceStep, PaceStore, Pacer, Reservation, Unpaced,
+    Pace, PaceAnswer, PacePolicy, PaceState, PaceStep, PaceStore, Pacer, Reservation, SlowDown,
+    Unpaced,
 };
 pub use ports::{
     CaptureStore, Claim, CreatedCapture, Rejection, RequestId, ScreenshotApi, Settlement,
@@ -38,7 +39,10 @@ pub use reconcile::{
     AwaitingCapture, ReadAnswer, ReconcilePolicy, Reconciled, RunReport, ScreenshotStatus,
     StaleCaptures, TIMED_OUT_REASON, reconcile,
 };
-pub use request::{CaptureId, CaptureOptions, CaptureRequest, FileType, InvalidRequest, Viewport};
+pub use request::{
+    CaptureId, CaptureOptions, CaptureRequest, FileType, InvalidRequest, Viewport,
+    body_with_capture_id,
+};
 pub use submit::{
     BatchLimits, BatchReport, Done, QueuedMessage, Retry, RetryCause, Verdict, submit_batch,
     submit_message,

@@ -7,53 +7,65 @@
 //!
 //! The bucket is GCRA (the generic cell rate algorithm), which keeps one number: the
 //! *theoretical arrival time* `tat`, the moment at which the bucket would be empty again if
-//! nobody took another slot. At the configured rate each slot costs one `interval`; a burst of
-//! `burst` slots is allowed at once (`tolerance = (burst - 1) * interval`). A slot taken when
-//! the bucket stands at `base = max(tat, now)` may start at `base - tolerance`, and moves `tat`
-//! to `base + interval`.
+//! nobody took another slot. Each slot costs one `interval`; a burst of `burst` slots is
+//! allowed at once (`tolerance = (burst - 1)` intervals at the configured rate). A slot taken
+//! when the bucket stands at `base = max(tat, now)` may start at `base - tolerance` (or now, if
+//! that is later), and moves `tat` to `base + interval`.
 //!
 //! Slots are *reserved*, not only granted: a batch asks for as many slots as it has valid
 //! messages, in one conditional update, and gets each one's start time, up to `max_wait`
 //! ahead. Its messages wait for their slot inside the invocation, so a steady backlog is paced
-//! without sending messages back to the queue (each return would use up one of their receives
-//! and push them towards the dead-letter queue). Only what does not fit in `max_wait` is
+//! without sending messages back to the queue. Only what does not fit in `max_wait` is
 //! deferred: put back on the queue until about when its slot would come.
 //!
 //! The update is one of two, with conditions that never both hold ([`PaceStep`]): *extend* a
-//! bucket that is in use (`tat` not too far in the past, not too far in the future), or
-//! *restart* one that stood idle. Each answer carries the item as it now is, so a refused
-//! update tells the next attempt which of the two to send; a process keeps the last state it
-//! saw to guess right the first time.
+//! bucket in use (`tat` not in the past, and not so far ahead that the last slot would start
+//! after the wait), or *restart* one that stood idle (`tat` in the past, or no bucket yet).
+//! Each answer carries the item as it now is, so a refused update tells the next attempt which
+//! of the two to send; a process keeps the last state it saw to guess right the first time.
 //!
-//! A 429 from PeekShot slows the pace down ([`Pacer::slow_down`]): no slot starts before the
-//! `Retry-After` has passed, and the interval is multiplied by a factor that doubles with each
-//! 429 (at most once per [`SLOW_STEP`], up to [`MAX_SLOW_FACTOR`]), holds for [`SLOW_HOLD`],
-//! then halves with every further [`SLOW_HOLD`] without a 429: multiplicative decrease, and a
-//! recovery that needs no writes, since every reader computes the factor from the time.
+//! A 429 from PeekShot slows the pace down ([`Pacer::slow_down`]): the rate is multiplied by
+//! [`SLOW_FACTOR`] (the *slow level* rises by one, up to [`MAX_SLOW_LEVEL`]), the multiplicative
+//! decrease the AWS SDKs' adaptive retry mode applies to throttling. The level holds for
+//! [`SLOW_HOLD`], then falls by one with every further [`SLOW_HOLD`] without a 429, a recovery
+//! that needs no writes because every reader computes the level from the time. A gentle
+//! factor keeps the pace useful against sporadic 429s; a sustained rate limit still drives it
+//! down step by step, each 429 one more step. A burst of 429s answering one burst
+//! of creates counts once: the level rises at most once per [`SLOW_STEP`], a compare-and-set on
+//! the time of the last rise (`slowed_at`), which every reservation also checks, so that no
+//! process reserves at a pace older than the last rise. The 429's `Retry-After` pushes `tat`
+//! forward so that no slot reserved afterwards starts before it has passed; slots this process
+//! reserved earlier are checked against it before their create ([`Pace::paused_for`]). Slots
+//! other invocations reserved earlier (one batch each at most) are not: they may meet a 429 of
+//! their own, which they handle the same way.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 use crate::failure::Failure;
 
-/// The most a run of 429s can slow the pace down: to one sixteenth of the configured rate.
-pub const MAX_SLOW_FACTOR: u32 = 16;
-/// How long a slow-down lasts at full strength, and how long each halving of it takes after.
-pub const SLOW_HOLD: Duration = Duration::from_secs(10);
-/// The shortest time between two doublings: a burst of 429s answering the same burst of
-/// creates counts as one signal.
+/// What each rise of the slow level multiplies the rate by.
+pub const SLOW_FACTOR: f64 = 0.7;
+/// The most a run of 429s can slow the pace down: 0.7^8, about a seventeenth of the rate.
+pub const MAX_SLOW_LEVEL: u32 = 8;
+/// How long a slow-down lasts at full strength, and how long each step back takes after.
+pub const SLOW_HOLD: Duration = Duration::from_secs(5);
+/// The shortest time between two rises of the slow level.
 pub const SLOW_STEP: Duration = Duration::from_secs(1);
 /// How long the pace pauses after a 429 that named no `Retry-After`.
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
-/// How often a reservation tries again after the bucket moved under it.
+/// The highest rate the pace keeps exactly: intervals are whole milliseconds.
+pub const MAX_RATE_PER_SECOND: f64 = 200.0;
+/// How often a reservation or a slow-down tries again after the bucket moved under it.
 const STEP_ATTEMPTS: usize = 4;
 
 /// The configured pace.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PacePolicy {
-    /// Creates per second across every submitter invocation.
+    /// Creates per second across every submitter invocation (at most
+    /// [`MAX_RATE_PER_SECOND`]).
     pub rate_per_second: f64,
     /// Creates that may start at once after the bucket stood idle.
     pub burst: u32,
@@ -62,10 +74,19 @@ pub struct PacePolicy {
 }
 
 impl PacePolicy {
-    /// Milliseconds between two slots at the configured rate (at least 1).
+    /// Milliseconds between two slots at the configured rate (at least 5).
     fn base_interval_ms(&self) -> u64 {
-        let rate = self.rate_per_second.max(f64::MIN_POSITIVE);
-        ((1000.0 / rate).round() as u64).max(1)
+        let rate = self
+            .rate_per_second
+            .clamp(f64::MIN_POSITIVE, MAX_RATE_PER_SECOND);
+        (1000.0 / rate).round() as u64
+    }
+
+    /// How far before its place in the bucket a slot may start: `burst - 1` intervals at the
+    /// configured rate. It does not grow with the slow level, so a slow-down never lets a
+    /// slot start earlier than the bucket already promised.
+    fn tolerance_ms(&self) -> u64 {
+        u64::from(self.burst.max(1) - 1) * self.base_interval_ms()
     }
 }
 
@@ -74,63 +95,90 @@ impl PacePolicy {
 pub struct PaceState {
     /// The theoretical arrival time; `None` for a bucket never used.
     pub tat_ms: Option<u64>,
-    /// The slow-down factor the last 429 set (1 when none).
-    pub slow_factor: u32,
-    /// Until when that factor holds at full strength.
+    /// The slow level the last rise set (0: the configured rate).
+    pub slow_level: u32,
+    /// Until when that level holds at full strength.
     pub slow_until_ms: u64,
+    /// When the slow level last rose; `None` when it never did. Every write is conditional
+    /// on it, so a process acts only on the latest slow-down.
+    pub slowed_at_ms: Option<u64>,
 }
 
 impl PaceState {
-    /// The slow-down factor in force at `now_ms`: the stored one until `slow_until_ms`, then
-    /// halved for every [`SLOW_HOLD`] that has passed since.
-    pub fn factor_at(&self, now_ms: u64) -> u32 {
-        let factor = self.slow_factor.clamp(1, MAX_SLOW_FACTOR);
+    /// The slow level in force at `now_ms`: the stored one until `slow_until_ms`, then one
+    /// less for every [`SLOW_HOLD`] that has passed since.
+    pub fn level_at(&self, now_ms: u64) -> u32 {
+        let level = self.slow_level.min(MAX_SLOW_LEVEL);
         if now_ms < self.slow_until_ms {
-            return factor;
+            return level;
         }
         let hold_ms = SLOW_HOLD.as_millis() as u64;
-        let halvings = 1 + (now_ms - self.slow_until_ms) / hold_ms;
-        (factor >> halvings.min(31)).max(1)
+        let drops = 1 + (now_ms - self.slow_until_ms) / hold_ms;
+        level.saturating_sub(u32::try_from(drops).unwrap_or(u32::MAX))
     }
 
-    /// Whether the last slow-down was set less than [`SLOW_STEP`] before `now_ms`.
-    fn slowed_just_now(&self, now_ms: u64) -> bool {
-        let set_at_ms = self
-            .slow_until_ms
-            .saturating_sub(SLOW_HOLD.as_millis() as u64);
-        self.slow_factor > 1 && now_ms < set_at_ms + SLOW_STEP.as_millis() as u64
+    /// Whether the level rose less than [`SLOW_STEP`] before `now_ms`.
+    fn rose_just_now(&self, now_ms: u64) -> bool {
+        self.slowed_at_ms
+            .is_some_and(|at| now_ms < at + SLOW_STEP.as_millis() as u64)
     }
 }
 
-/// One conditional update of the bucket. The two conditions are disjoint: at any moment the
-/// store accepts at most one of them.
+/// One conditional update of the bucket's `tat`. Both kinds also require the item's
+/// `slowed_at` to be `slowed_at_ms` (absent for `None`), the slow-down the plan was made with.
+/// The two `tat` conditions are disjoint: at any moment the store accepts at most one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaceStep {
     /// If `tat` exists and lies in `lowest_ms..=highest_ms`, add `cost_ms` to it.
     Extend {
-        /// The bucket's lowest acceptable `tat` (now, less the burst tolerance).
+        /// The lowest acceptable `tat`: now.
         lowest_ms: u64,
-        /// Its highest acceptable `tat`, so that the last slot still starts within the wait.
+        /// The highest acceptable `tat`, so that the last slot still starts within the wait.
         highest_ms: u64,
         /// Slots times interval.
         cost_ms: u64,
+        /// The expected `slowed_at`.
+        slowed_at_ms: Option<u64>,
     },
-    /// If `tat` is absent or below `below_ms` (the bucket stood idle), set it to `tat_ms`.
+    /// If `tat` is absent or below `below_ms`, set it to `tat_ms`.
     Restart {
-        /// The same bound as `Extend::lowest_ms`.
+        /// Now, for an idle bucket; the pause's end, for a pause.
         below_ms: u64,
-        /// The new `tat`: the idle bucket's base plus the cost of the slots taken.
+        /// The new `tat`.
         tat_ms: u64,
+        /// The expected `slowed_at`.
+        slowed_at_ms: Option<u64>,
     },
 }
 
-/// What the store did with a [`PaceStep`].
+/// A rise of the slow level: applied if the item's `slowed_at` is still `expected_slowed_at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowDown {
+    /// The `slowed_at` the new level was computed from (absent for `None`).
+    pub expected_slowed_at_ms: Option<u64>,
+    /// The new slow level.
+    pub level: u32,
+    /// Until when it holds at full strength.
+    pub until_ms: u64,
+    /// Now: the new `slowed_at`.
+    pub at_ms: u64,
+}
+
+/// What the store did with a conditional update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaceAnswer {
     /// The condition held; the bucket as it is after the update.
     Moved(PaceState),
     /// The condition failed; the bucket as it is, unchanged.
     Refused(PaceState),
+}
+
+impl PaceAnswer {
+    fn state(self) -> PaceState {
+        match self {
+            PaceAnswer::Moved(state) | PaceAnswer::Refused(state) => state,
+        }
+    }
 }
 
 /// The store item behind the bucket. Every method is one conditional write that returns the
@@ -140,14 +188,8 @@ pub trait PaceStore: Send + Sync {
     /// Applies `step` if its condition holds.
     async fn step(&self, step: PaceStep) -> Result<PaceAnswer, Failure>;
 
-    /// Sets the slow-down (`factor` until `until_ms`) and moves `tat` to at least
-    /// `tat_at_least_ms`.
-    async fn slow_down(
-        &self,
-        factor: u32,
-        until_ms: u64,
-        tat_at_least_ms: u64,
-    ) -> Result<(), Failure>;
+    /// Raises the slow level if nobody raised it since the state it was computed from.
+    async fn slow_down(&self, slow_down: SlowDown) -> Result<PaceAnswer, Failure>;
 }
 
 /// The slots a batch got.
@@ -169,6 +211,10 @@ pub trait Pace: Send + Sync {
     /// Slows the pace after PeekShot answered 429, pausing for `retry_after` (or
     /// [`DEFAULT_PAUSE`]).
     async fn slow_down(&self, retry_after: Option<Duration>) -> Result<(), Failure>;
+
+    /// How much longer a pause this process heard of lasts: a slot reserved before it should
+    /// not start a create until then.
+    fn paused_for(&self) -> Option<Duration>;
 }
 
 /// No global pace: every slot starts now. For deployments that set no rate, and for tests.
@@ -187,6 +233,10 @@ impl Pace for Unpaced {
     async fn slow_down(&self, _retry_after: Option<Duration>) -> Result<(), Failure> {
         Ok(())
     }
+
+    fn paused_for(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The GCRA bucket over a [`PaceStore`], with the last state this process saw.
@@ -194,7 +244,14 @@ impl Pace for Unpaced {
 pub struct Pacer<S> {
     store: S,
     policy: PacePolicy,
-    seen: Mutex<PaceState>,
+    seen: Mutex<Seen>,
+}
+
+/// What this process last learnt of the bucket, and the pause it heard of.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    state: PaceState,
+    paused_until_ms: u64,
 }
 
 impl<S: PaceStore> Pacer<S> {
@@ -203,7 +260,7 @@ impl<S: PaceStore> Pacer<S> {
         Self {
             store,
             policy,
-            seen: Mutex::new(PaceState::default()),
+            seen: Mutex::new(Seen::default()),
         }
     }
 
@@ -212,7 +269,8 @@ impl<S: PaceStore> Pacer<S> {
         &self.policy
     }
 
-    /// [`Pace::reserve`] at an explicit time, for tests.
+    /// [`Pace::reserve`] at an explicit time, for tests. The slots are shifted by the time the
+    /// store took to answer, so a slow write does not start overdue slots all at once.
     pub async fn reserve_at(
         &self,
         now_ms: u64,
@@ -220,12 +278,13 @@ impl<S: PaceStore> Pacer<S> {
         wait: Duration,
     ) -> Result<Reservation, Failure> {
         let wait = wait.min(self.policy.max_wait);
-        let mut state = self.seen();
+        let mut state = self.seen().state;
         for _ in 0..STEP_ATTEMPTS {
             let plan = Plan::new(&self.policy, &state, now_ms, wanted, wait);
             let Some(step) = plan.step else {
-                return Ok(plan.reservation(now_ms, 0));
+                return Ok(plan.reservation(now_ms, 0, 0));
             };
+            let asked = Instant::now();
             match self.store.step(step).await? {
                 PaceAnswer::Moved(after) => {
                     self.remember(after);
@@ -235,7 +294,10 @@ impl<S: PaceStore> Pacer<S> {
                         }
                         PaceStep::Restart { .. } => plan.base_ms,
                     };
-                    return Ok(plan.with_base(base).reservation(now_ms, plan.granted));
+                    let late_ms = asked.elapsed().as_millis() as u64;
+                    return Ok(plan
+                        .with_base(base)
+                        .reservation(now_ms, plan.granted, late_ms));
                 }
                 PaceAnswer::Refused(current) => {
                     self.remember(current);
@@ -245,7 +307,7 @@ impl<S: PaceStore> Pacer<S> {
         }
         // Other invocations kept moving the bucket: defer everything to a little later.
         let plan = Plan::new(&self.policy, &state, now_ms, wanted, Duration::ZERO);
-        Ok(plan.reservation(now_ms, 0))
+        Ok(plan.reservation(now_ms, 0, 0))
     }
 
     /// [`Pace::slow_down`] at an explicit time, for tests.
@@ -254,33 +316,49 @@ impl<S: PaceStore> Pacer<S> {
         now_ms: u64,
         retry_after: Option<Duration>,
     ) -> Result<(), Failure> {
-        let seen = self.seen();
-        let factor = if seen.slowed_just_now(now_ms) {
-            seen.factor_at(now_ms)
-        } else {
-            (seen.factor_at(now_ms) * 2).min(MAX_SLOW_FACTOR)
+        let mut state = self.seen().state;
+        for _ in 0..STEP_ATTEMPTS {
+            if state.rose_just_now(now_ms) {
+                break;
+            }
+            let rise = SlowDown {
+                expected_slowed_at_ms: state.slowed_at_ms,
+                level: (state.level_at(now_ms) + 1).min(MAX_SLOW_LEVEL),
+                until_ms: now_ms + SLOW_HOLD.as_millis() as u64,
+                at_ms: now_ms,
+            };
+            let answer = self.store.slow_down(rise).await?;
+            state = answer.state();
+            self.remember(state);
+            if matches!(answer, PaceAnswer::Moved(_)) {
+                break;
+            }
+        }
+
+        let paused_until_ms = now_ms + retry_after.unwrap_or(DEFAULT_PAUSE).as_millis() as u64;
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.paused_until_ms = seen.paused_until_ms.max(paused_until_ms);
+        }
+        // No slot reserved from now on may start before the pause ends: tat moves to at least
+        // the pause's end plus the tolerance. Refused when the bucket is booked beyond that.
+        let pause_tat_ms = paused_until_ms + self.policy.tolerance_ms();
+        let push = PaceStep::Restart {
+            below_ms: pause_tat_ms,
+            tat_ms: pause_tat_ms,
+            slowed_at_ms: state.slowed_at_ms,
         };
-        let until_ms = now_ms + SLOW_HOLD.as_millis() as u64;
-        let pause_ms = retry_after.unwrap_or(DEFAULT_PAUSE).as_millis() as u64;
-        let tolerance_ms = Plan::tolerance_ms(
-            &self.policy,
-            self.policy.base_interval_ms() * u64::from(factor),
-        );
-        self.store
-            .slow_down(factor, until_ms, now_ms + pause_ms + tolerance_ms)
-            .await?;
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.slow_factor = factor;
-        seen.slow_until_ms = until_ms;
+        let answer = self.store.step(push).await?;
+        self.remember(answer.state());
         Ok(())
     }
 
-    fn seen(&self) -> PaceState {
+    fn seen(&self) -> Seen {
         *self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn remember(&self, state: PaceState) {
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).state = state;
     }
 }
 
@@ -294,6 +372,12 @@ impl<S: PaceStore> Pace for Pacer<S> {
     async fn slow_down(&self, retry_after: Option<Duration>) -> Result<(), Failure> {
         self.slow_down_at(epoch_ms(SystemTime::now()), retry_after)
             .await
+    }
+
+    fn paused_for(&self) -> Option<Duration> {
+        let until_ms = self.seen().paused_until_ms;
+        let now_ms = epoch_ms(SystemTime::now());
+        (until_ms > now_ms).then(|| Duration::from_millis(until_ms - now_ms))
     }
 }
 
@@ -318,12 +402,13 @@ impl Plan {
         wanted: usize,
         wait: Duration,
     ) -> Self {
-        let interval_ms = policy.base_interval_ms() * u64::from(state.factor_at(now_ms));
-        let tolerance_ms = Self::tolerance_ms(policy, interval_ms);
+        let slowed = SLOW_FACTOR.powi(state.level_at(now_ms) as i32);
+        let interval_ms = (policy.base_interval_ms() as f64 / slowed).round() as u64;
+        let tolerance_ms = policy.tolerance_ms();
         let idle = state.tat_ms.is_none_or(|tat| tat < now_ms);
         let base_ms = state.tat_ms.unwrap_or(now_ms).max(now_ms);
 
-        // Slot i starts at base + i * interval - tolerance (or now, if that is earlier), and
+        // Slot i starts at base + i * interval - tolerance (or now, if that is later), and
         // the last slot granted must start by now + wait.
         let horizon_ms = now_ms + wait.as_millis() as u64 + tolerance_ms;
         let fits = horizon_ms
@@ -337,12 +422,14 @@ impl Plan {
                 PaceStep::Restart {
                     below_ms: now_ms,
                     tat_ms: now_ms + cost_ms,
+                    slowed_at_ms: state.slowed_at_ms,
                 }
             } else {
                 PaceStep::Extend {
                     lowest_ms: now_ms,
                     highest_ms: horizon_ms - (granted as u64 - 1) * interval_ms,
                     cost_ms,
+                    slowed_at_ms: state.slowed_at_ms,
                 }
             }
         });
@@ -356,25 +443,21 @@ impl Plan {
         }
     }
 
-    fn tolerance_ms(policy: &PacePolicy, interval_ms: u64) -> u64 {
-        u64::from(policy.burst.max(1) - 1) * interval_ms
-    }
-
     fn with_base(mut self, base_ms: u64) -> Self {
         self.base_ms = base_ms;
         self
     }
 
-    /// The start of each of the first `granted` slots from `base_ms`, and deferrals for the
-    /// rest that bring each back about when its slot would start, `max_wait` early at most.
-    fn reservation(&self, now_ms: u64, granted: usize) -> Reservation {
+    /// The start of each of the first `granted` slots from `base_ms`, `late_ms` later, and
+    /// deferrals for the rest that bring each back about when its slot would start.
+    fn reservation(&self, now_ms: u64, granted: usize, late_ms: u64) -> Reservation {
         let start = |i: usize| {
             (self.base_ms + i as u64 * self.interval_ms)
                 .saturating_sub(self.tolerance_ms)
                 .max(now_ms)
         };
         Reservation {
-            starts_ms: (0..granted).map(start).collect(),
+            starts_ms: (0..granted).map(|i| start(i) + late_ms).collect(),
             deferrals: (granted..self.wanted)
                 .map(|i| Duration::from_millis(start(i) - now_ms))
                 .collect(),
@@ -391,9 +474,11 @@ pub fn epoch_ms(at: SystemTime) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    //! The bucket against an in-memory store that applies each step's condition the way the
-    //! DynamoDB store's condition expressions do; `tests/pipeline.rs` runs the same steps
+    //! The bucket against an in-memory store that applies each update's condition the way the
+    //! DynamoDB store's condition expressions do; `tests/pipeline.rs` runs the same updates
     //! against moto.
+
+    use std::sync::Arc;
 
     use super::*;
 
@@ -402,6 +487,8 @@ mod tests {
     struct MemoryStore {
         item: Mutex<PaceState>,
         steps: Mutex<Vec<PaceStep>>,
+        /// How long each step takes, to stand in for a slow DynamoDB.
+        latency: Duration,
     }
 
     impl MemoryStore {
@@ -417,21 +504,27 @@ mod tests {
     #[async_trait]
     impl PaceStore for MemoryStore {
         async fn step(&self, step: PaceStep) -> Result<PaceAnswer, Failure> {
+            std::thread::sleep(self.latency);
             self.steps.lock().unwrap().push(step);
             let mut item = self.item.lock().unwrap();
-            let holds = match (step, item.tat_ms) {
-                (
-                    PaceStep::Extend {
-                        lowest_ms,
-                        highest_ms,
-                        ..
-                    },
-                    Some(tat),
-                ) => (lowest_ms..=highest_ms).contains(&tat),
-                (PaceStep::Extend { .. }, None) => false,
-                (PaceStep::Restart { below_ms, .. }, tat) => tat.is_none_or(|t| t < below_ms),
+            let (tat_holds, expected) = match step {
+                PaceStep::Extend {
+                    lowest_ms,
+                    highest_ms,
+                    slowed_at_ms,
+                    ..
+                } => (
+                    item.tat_ms
+                        .is_some_and(|t| (lowest_ms..=highest_ms).contains(&t)),
+                    slowed_at_ms,
+                ),
+                PaceStep::Restart {
+                    below_ms,
+                    slowed_at_ms,
+                    ..
+                } => (item.tat_ms.is_none_or(|t| t < below_ms), slowed_at_ms),
             };
-            if !holds {
+            if !tat_holds || item.slowed_at_ms != expected {
                 return Ok(PaceAnswer::Refused(*item));
             }
             item.tat_ms = Some(match step {
@@ -441,33 +534,26 @@ mod tests {
             Ok(PaceAnswer::Moved(*item))
         }
 
-        async fn slow_down(
-            &self,
-            factor: u32,
-            until_ms: u64,
-            tat_at_least_ms: u64,
-        ) -> Result<(), Failure> {
+        async fn slow_down(&self, rise: SlowDown) -> Result<PaceAnswer, Failure> {
             let mut item = self.item.lock().unwrap();
-            item.slow_factor = factor;
-            item.slow_until_ms = until_ms;
-            item.tat_ms = Some(item.tat_ms.unwrap_or(0).max(tat_at_least_ms));
-            Ok(())
+            if item.slowed_at_ms != rise.expected_slowed_at_ms {
+                return Ok(PaceAnswer::Refused(*item));
+            }
+            item.slow_level = rise.level;
+            item.slow_until_ms = rise.until_ms;
+            item.slowed_at_ms = Some(rise.at_ms);
+            Ok(PaceAnswer::Moved(*item))
         }
     }
 
     #[async_trait]
-    impl PaceStore for std::sync::Arc<MemoryStore> {
+    impl PaceStore for Arc<MemoryStore> {
         async fn step(&self, step: PaceStep) -> Result<PaceAnswer, Failure> {
             self.as_ref().step(step).await
         }
 
-        async fn slow_down(
-            &self,
-            factor: u32,
-            until_ms: u64,
-            at_least: u64,
-        ) -> Result<(), Failure> {
-            self.as_ref().slow_down(factor, until_ms, at_least).await
+        async fn slow_down(&self, rise: SlowDown) -> Result<PaceAnswer, Failure> {
+            self.as_ref().slow_down(rise).await
         }
     }
 
@@ -483,14 +569,17 @@ mod tests {
     const T0: u64 = 1_800_000_000_000;
     const WAIT: Duration = Duration::from_secs(10);
 
+    fn offsets(reservation: &Reservation) -> Vec<u64> {
+        reservation.starts_ms.iter().map(|s| s - T0).collect()
+    }
+
     #[tokio::test]
     async fn an_idle_bucket_starts_a_burst_at_once_then_one_slot_per_interval() {
         let pacer = Pacer::new(MemoryStore::default(), policy());
 
         let got = pacer.reserve_at(T0, 8, WAIT).await.unwrap();
 
-        let offsets: Vec<u64> = got.starts_ms.iter().map(|s| s - T0).collect();
-        assert_eq!(offsets, [0, 0, 0, 0, 0, 100, 200, 300]);
+        assert_eq!(offsets(&got), [0, 0, 0, 0, 0, 100, 200, 300]);
         assert!(got.deferrals.is_empty());
         assert_eq!(pacer.store.state().tat_ms, Some(T0 + 800));
     }
@@ -504,8 +593,7 @@ mod tests {
 
         // The first batch moved tat to T0 + 1000; with a tolerance of 400 ms the next slot
         // starts at T0 + 600.
-        let offsets: Vec<u64> = got.starts_ms.iter().map(|s| s - T0).collect();
-        assert_eq!(offsets, [600, 700, 800]);
+        assert_eq!(offsets(&got), [600, 700, 800]);
     }
 
     #[tokio::test]
@@ -559,8 +647,8 @@ mod tests {
 
     #[tokio::test]
     async fn many_processes_together_never_start_more_than_the_rate_allows() {
-        let store = std::sync::Arc::new(MemoryStore::default());
-        let pacers: Vec<Pacer<std::sync::Arc<MemoryStore>>> = (0..4)
+        let store = Arc::new(MemoryStore::default());
+        let pacers: Vec<Pacer<Arc<MemoryStore>>> = (0..4)
             .map(|_| Pacer::new(store.clone(), policy()))
             .collect();
 
@@ -578,26 +666,30 @@ mod tests {
         }
         starts.sort_unstable();
 
-        // GCRA's promise: in any window of length d, at most burst + d / interval starts.
+        assert_gcra_holds(&starts, 5, 100);
+        // And the pace is used: over the minute nearly every slot was taken.
+        assert!(starts.len() >= 590, "only {} starts in 60 s", starts.len());
+    }
+
+    /// GCRA's promise: in any window of length d, at most burst + d / interval starts.
+    fn assert_gcra_holds(starts: &[u64], burst: usize, interval_ms: u64) {
         for (i, first) in starts.iter().enumerate() {
-            for window_ms in [100u64, 1_000, 10_000] {
+            for window_ms in [interval_ms, 10 * interval_ms, 100 * interval_ms] {
                 let inside = starts[i..]
                     .iter()
                     .take_while(|s| **s < first + window_ms)
                     .count();
-                let allowed = 5 + (window_ms / 100) as usize;
+                let allowed = burst + (window_ms / interval_ms) as usize;
                 assert!(
                     inside <= allowed,
                     "{inside} starts within {window_ms} ms of {first}, allowed {allowed}"
                 );
             }
         }
-        // And the pace is used: over the minute nearly every slot was taken.
-        assert!(starts.len() >= 590, "only {} starts in 60 s", starts.len());
     }
 
     #[tokio::test]
-    async fn a_429_pauses_the_pace_and_doubles_the_interval() {
+    async fn a_429_pauses_the_pace_and_slows_it_to_seventy_percent() {
         let pacer = Pacer::new(MemoryStore::default(), policy());
         pacer.reserve_at(T0, 1, WAIT).await.unwrap();
 
@@ -607,46 +699,140 @@ mod tests {
             .unwrap();
         let got = pacer.reserve_at(T0 + 10, 3, WAIT).await.unwrap();
 
-        // Nothing before the Retry-After; then 200 ms apart instead of 100.
-        let offsets: Vec<u64> = got.starts_ms.iter().map(|s| s - T0).collect();
-        assert_eq!(offsets, [2_000, 2_200, 2_400]);
-        assert_eq!(pacer.store.state().slow_factor, 2);
+        // Nothing before the Retry-After; then 143 ms apart (100 / 0.7) instead of 100.
+        assert_eq!(offsets(&got), [2_000, 2_143, 2_286]);
+        assert_eq!(pacer.store.state().slow_level, 1);
     }
 
     #[tokio::test]
-    async fn repeated_429s_compound_once_per_step_up_to_the_limit() {
+    async fn a_slow_down_never_starts_a_slot_before_one_already_promised() {
         let pacer = Pacer::new(MemoryStore::default(), policy());
-        let step = SLOW_STEP.as_millis() as u64;
+        let booked = pacer.reserve_at(T0, 104, WAIT).await.unwrap();
+        let last_promised = *booked.starts_ms.last().unwrap();
 
-        for _ in 0..5 {
-            pacer.slow_down_at(T0, None).await.unwrap();
+        pacer.slow_down_at(T0, None).await.unwrap();
+        let after = pacer.reserve_at(T0, 5, WAIT).await.unwrap();
+
+        let first_new = after.starts_ms.first().copied().unwrap_or(u64::MAX).min(
+            T0 + after
+                .deferrals
+                .first()
+                .map_or(u64::MAX, |d| d.as_millis() as u64),
+        );
+        assert!(
+            first_new >= last_promised + 100,
+            "a new slot at +{} ms, the last promised one at +{} ms",
+            first_new - T0,
+            last_promised - T0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_429s_raises_the_level_once_a_step_up_to_the_limit() {
+        let pacer = Pacer::new(MemoryStore::default(), policy());
+
+        for i in 0..4 {
+            pacer.slow_down_at(T0 + i * 200, None).await.unwrap();
         }
         assert_eq!(
-            pacer.store.state().slow_factor,
-            2,
-            "one burst of 429s, one doubling"
+            pacer.store.state().slow_level,
+            1,
+            "one burst of 429s, one rise"
         );
 
-        for i in 1..10 {
-            pacer.slow_down_at(T0 + i * step, None).await.unwrap();
+        for i in 0..20 {
+            pacer
+                .slow_down_at(T0 + 1_000 + i * 500, None)
+                .await
+                .unwrap();
         }
-        assert_eq!(pacer.store.state().slow_factor, MAX_SLOW_FACTOR);
+        assert_eq!(pacer.store.state().slow_level, MAX_SLOW_LEVEL);
+    }
+
+    #[tokio::test]
+    async fn a_process_with_a_stale_view_neither_lowers_the_level_nor_reserves_at_the_old_pace() {
+        let store = Arc::new(MemoryStore::default());
+        let first = Pacer::new(store.clone(), policy());
+        let stale = Pacer::new(store.clone(), policy());
+        stale.reserve_at(T0, 1, WAIT).await.unwrap();
+        for i in 0..3 {
+            first.slow_down_at(T0 + i * 1_000, None).await.unwrap();
+        }
+        assert_eq!(store.state().slow_level, 3);
+
+        stale.slow_down_at(T0 + 2_500, None).await.unwrap();
+        assert!(store.state().slow_level >= 3, "{:?}", store.state());
+
+        // A fresh process has seen no slow-down; its first reservation is refused for that and
+        // made again at level 3: 292 ms apart (100 / 0.7^3), after the two slots that the
+        // 400 ms burst tolerance, the same at every level, lets start at once. At the
+        // configured pace the four would all have started at once.
+        let other = Pacer::new(store.clone(), policy());
+        let got = other.reserve_at(T0 + 5_000, 4, WAIT).await.unwrap();
+        let gaps: Vec<u64> = got.starts_ms.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps, [0, 184, 292], "at slow level 3");
     }
 
     #[test]
-    fn a_slow_down_holds_then_halves_with_each_hold_that_passes() {
-        let cooldown = SLOW_HOLD.as_millis() as u64;
+    fn a_slow_down_holds_then_steps_back_with_each_hold_that_passes() {
+        let hold = SLOW_HOLD.as_millis() as u64;
         let state = PaceState {
             tat_ms: None,
-            slow_factor: 8,
+            slow_level: 3,
             slow_until_ms: T0,
+            slowed_at_ms: Some(T0 - hold),
         };
-        assert_eq!(state.factor_at(T0 - 1), 8);
-        assert_eq!(state.factor_at(T0), 4);
-        assert_eq!(state.factor_at(T0 + cooldown), 2);
-        assert_eq!(state.factor_at(T0 + 2 * cooldown), 1);
-        assert_eq!(state.factor_at(T0 + 100 * cooldown), 1);
-        assert_eq!(PaceState::default().factor_at(T0), 1);
+        assert_eq!(state.level_at(T0 - 1), 3);
+        assert_eq!(state.level_at(T0), 2);
+        assert_eq!(state.level_at(T0 + hold), 1);
+        assert_eq!(state.level_at(T0 + 2 * hold), 0);
+        assert_eq!(state.level_at(T0 + 100 * hold), 0);
+        assert_eq!(PaceState::default().level_at(T0), 0);
+    }
+
+    #[tokio::test]
+    async fn this_process_knows_how_long_a_pause_it_heard_of_lasts() {
+        let pacer = Pacer::new(MemoryStore::default(), policy());
+        assert_eq!(pacer.paused_for(), None);
+
+        pacer
+            .slow_down_at(epoch_ms(SystemTime::now()), Some(Duration::from_secs(30)))
+            .await
+            .unwrap();
+
+        let left = pacer.paused_for().expect("paused");
+        assert!(
+            left > Duration::from_secs(25) && left <= Duration::from_secs(30),
+            "{left:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn slots_of_a_slow_write_are_shifted_by_its_latency_not_started_at_once() {
+        let store = MemoryStore {
+            latency: Duration::from_millis(300),
+            ..MemoryStore::default()
+        };
+        let pacer = Pacer::new(store, policy());
+
+        let got = pacer.reserve_at(T0, 8, WAIT).await.unwrap();
+
+        let offsets = offsets(&got);
+        assert!(offsets[0] >= 300, "{offsets:?}");
+        assert_eq!(
+            offsets[7] - offsets[4],
+            300,
+            "the spacing is kept: {offsets:?}"
+        );
+    }
+
+    #[test]
+    fn rates_above_the_exact_limit_are_capped() {
+        let fast = PacePolicy {
+            rate_per_second: 1000.0,
+            ..policy()
+        };
+        assert_eq!(fast.base_interval_ms(), 5);
     }
 
     #[tokio::test]
@@ -654,5 +840,6 @@ mod tests {
         let got = Unpaced.reserve(3, WAIT).await.unwrap();
         assert_eq!(got.starts_ms.len(), 3);
         assert!(got.deferrals.is_empty());
+        assert_eq!(Unpaced.paused_for(), None);
     }
 }

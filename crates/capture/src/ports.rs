@@ -119,7 +119,9 @@ pub enum Settlement {
 pub enum Rejection {
     /// A FAILED record now holds the reason.
     Recorded,
-    /// A record with that capture id already exists and was left alone.
+    /// This very message was recorded before (it is a redelivery); nothing was written.
+    AlreadyRecorded,
+    /// A record of another message already holds that capture id and was left alone.
     CaptureIdTaken,
 }
 
@@ -128,7 +130,8 @@ pub enum Rejection {
 #[async_trait]
 pub trait CaptureStore: Send + Sync {
     /// Writes a FAILED record for a message that is not a valid request, keeping (a bounded
-    /// prefix of) its body, unless a record with that capture id exists.
+    /// prefix of) its body, unless a record with that capture id exists: then it says whether
+    /// that record is this message's own.
     async fn record_invalid(
         &self,
         invalid: &InvalidRequest,

@@ -414,6 +414,25 @@ fn is_public_ipv6(ip: Ipv6Addr) -> bool {
     !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || unique_local || link_local)
 }
 
+/// The message body with its capture id written in, for sending it again under a new SQS
+/// message id (the submitter's requeue of a deferred message, an operator's redrive): a body
+/// that named no `captureId` is keyed by the message id it first arrived with, and must keep
+/// that key. A body that names one comes back unchanged; `None` when the body is not a JSON
+/// object.
+pub fn body_with_capture_id(body: &str, capture_id: &CaptureId) -> Option<String> {
+    let serde_json::Value::Object(mut fields) = serde_json::from_str(body).ok()? else {
+        return None;
+    };
+    if fields.contains_key("captureId") {
+        return Some(body.to_owned());
+    }
+    fields.insert(
+        "captureId".into(),
+        serde_json::Value::String(capture_id.as_str().to_owned()),
+    );
+    Some(serde_json::Value::Object(fields).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,5 +662,20 @@ mod tests {
         assert!(reason(r#"{"url": "https://user:pw@example.com/"}"#).contains("password"));
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert!(reason(&format!(r#"{{"url": "{long}"}}"#)).starts_with("url: must be at most"));
+    }
+
+    #[test]
+    fn a_body_sent_again_keeps_the_capture_id_it_first_had() {
+        let first = CaptureId::from_message_id("m-1");
+        let body = r#"{"url": "https://example.com"}"#;
+
+        let again = body_with_capture_id(body, &first).unwrap();
+        let request = CaptureRequest::parse(&again, &CaptureId::from_message_id("m-2")).unwrap();
+        assert_eq!(request.capture_id, first);
+
+        let named = r#"{"url": "https://example.com", "captureId": "c-1"}"#;
+        assert_eq!(body_with_capture_id(named, &first).as_deref(), Some(named));
+        assert_eq!(body_with_capture_id("[1]", &first), None);
+        assert_eq!(body_with_capture_id("not json", &first), None);
     }
 }

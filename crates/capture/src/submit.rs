@@ -30,8 +30,12 @@ pub const MIN_CALL_TIME: Duration = Duration::from_secs(1);
 /// One SQS message as the submitter sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMessage {
-    /// SQS's id for the message; the default capture id and the batch-failure identifier.
+    /// SQS's id for this message: the batch-failure identifier.
     pub message_id: String,
+    /// The id `SendMessage` gave the producer: the same as `message_id`, unless the submitter
+    /// sent the message again after a deferral (it carries the first id along). The default
+    /// capture id, and the id records and logs name the message by.
+    pub first_message_id: String,
     /// The capture request, as the producer wrote it.
     pub body: String,
     /// How many times SQS has delivered the message, this delivery included.
@@ -149,6 +153,10 @@ where
                 Work::Invalid(invalid) => record_invalid(store, &message, &invalid).await,
                 Work::Submit(request, start_ms) => {
                     wait_for_slot(start_ms).await;
+                    // A 429 met while this message waited paused the pace: its slot is void.
+                    if let Some(pause) = pace.paused_for() {
+                        return (message, Verdict::Defer(pause));
+                    }
                     let span = message_span(&message, &request.capture_id);
                     submit_valid(store, api, pace, &request, &message, limits.deadline)
                         .instrument(span)
@@ -272,14 +280,14 @@ where
 }
 
 fn parse(message: &QueuedMessage) -> Result<CaptureRequest, InvalidRequest> {
-    let fallback_id = CaptureId::from_message_id(&message.message_id);
+    let fallback_id = CaptureId::from_message_id(&message.first_message_id);
     CaptureRequest::parse(&message.body, &fallback_id)
 }
 
 fn message_span(message: &QueuedMessage, capture_id: &CaptureId) -> tracing::Span {
     info_span!(
         "submit",
-        message_id = %message.message_id,
+        message_id = %message.first_message_id,
         capture_id = %capture_id,
         request_id = tracing::field::Empty,
     )
@@ -300,14 +308,18 @@ where
     let span = message_span(message, &invalid.capture_id);
     async move {
         warn!(reason = %invalid.reason, "rejecting invalid capture request");
-        let own_id = CaptureId::from_message_id(&message.message_id);
+        let own_id = CaptureId::from_message_id(&message.first_message_id);
         let mut invalid = invalid.clone();
         loop {
             match store
-                .record_invalid(&invalid, &message.message_id, &message.body)
+                .record_invalid(&invalid, &message.first_message_id, &message.body)
                 .await
             {
                 Ok(Rejection::Recorded) => return Verdict::Done(Done::Failed),
+                Ok(Rejection::AlreadyRecorded) => {
+                    info!("this message is already recorded; redelivery dropped");
+                    return Verdict::Done(Done::AlreadyHandled);
+                }
                 Ok(Rejection::CaptureIdTaken) if invalid.capture_id == own_id => {
                     info!("this message is already recorded; redelivery dropped");
                     return Verdict::Done(Done::AlreadyHandled);
@@ -368,7 +380,10 @@ where
         ));
     }
 
-    let (attempt, maybe_created_since_ms) = match store.claim(request, &message.message_id).await {
+    let (attempt, maybe_created_since_ms) = match store
+        .claim(request, &message.first_message_id)
+        .await
+    {
         Ok(Claim::Claimed {
             attempt,
             maybe_created_since_ms,
@@ -544,6 +559,8 @@ mod tests {
     struct FakeStore {
         claim: Claim,
         taken: Vec<&'static str>,
+        /// (capture id, message id) pairs of records written by that message.
+        recorded_by: Vec<(&'static str, &'static str)>,
         calls: Mutex<Vec<String>>,
     }
 
@@ -552,6 +569,7 @@ mod tests {
             Self {
                 claim,
                 taken: Vec::new(),
+                recorded_by: Vec::new(),
                 calls: Mutex::new(Vec::new()),
             }
         }
@@ -570,11 +588,16 @@ mod tests {
         async fn record_invalid(
             &self,
             invalid: &InvalidRequest,
-            _: &str,
+            message_id: &str,
             _: &str,
         ) -> Result<Rejection, Failure> {
             self.note(format!("invalid {}", invalid.capture_id));
-            if self.taken.contains(&invalid.capture_id.as_str()) {
+            if self
+                .recorded_by
+                .contains(&(invalid.capture_id.as_str(), message_id))
+            {
+                Ok(Rejection::AlreadyRecorded)
+            } else if self.taken.contains(&invalid.capture_id.as_str()) {
                 Ok(Rejection::CaptureIdTaken)
             } else {
                 Ok(Rejection::Recorded)
@@ -674,6 +697,7 @@ mod tests {
         slots: usize,
         start_in: Duration,
         fails: bool,
+        paused: Option<Duration>,
         slowed: Mutex<Vec<Option<Duration>>>,
     }
 
@@ -683,6 +707,7 @@ mod tests {
                 slots,
                 start_in: Duration::ZERO,
                 fails: false,
+                paused: None,
                 slowed: Mutex::new(Vec::new()),
             }
         }
@@ -708,6 +733,10 @@ mod tests {
             self.slowed.lock().unwrap().push(retry_after);
             Ok(())
         }
+
+        fn paused_for(&self) -> Option<Duration> {
+            self.paused
+        }
     }
 
     fn accepted() -> Result<CreatedCapture, Failure> {
@@ -720,6 +749,7 @@ mod tests {
     fn message(id: &str, body: &str) -> QueuedMessage {
         QueuedMessage {
             message_id: id.into(),
+            first_message_id: id.into(),
             body: body.into(),
             receive_count: 1,
             receipt_handle: None,
@@ -1090,6 +1120,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_slot_that_comes_due_during_a_pause_is_deferred_without_a_claim() {
+        let store = FakeStore::new(Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None,
+        });
+        let api = FakeApi::answering(accepted());
+        let pace = FakePace {
+            paused: Some(Duration::from_secs(4)),
+            ..FakePace::granting(10)
+        };
+
+        let report = submit_batch(&store, &api, &pace, vec![valid("a")], plenty_of_time()).await;
+
+        assert_eq!(report.deferred, 1);
+        assert_eq!(
+            report.retry[0].cause,
+            RetryCause::Deferred(Duration::from_secs(4))
+        );
+        assert!(store.calls().is_empty());
+        assert_eq!(api.creates(), 0);
+    }
+
+    #[tokio::test]
     async fn other_failures_leave_the_pace_alone() {
         let store = FakeStore::new(Claim::Claimed {
             attempt: 1,
@@ -1158,5 +1211,22 @@ mod tests {
 
         assert_eq!(verdict, Verdict::Done(Done::AlreadyHandled));
         assert_eq!(store.calls(), ["invalid m-2"]);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_invalid_message_with_a_capture_id_writes_nothing_more() {
+        let store = FakeStore {
+            taken: vec!["a"],
+            recorded_by: vec![("a", "m-7")],
+            ..FakeStore::new(Claim::Conflict)
+        };
+        let api = FakeApi::answering(accepted());
+        let invalid = message("m-7", r#"{"captureId": "a", "url": "ftp://example.com"}"#);
+
+        let verdict =
+            submit_message(&store, &api, &Unpaced, &invalid, plenty_of_time().deadline).await;
+
+        assert_eq!(verdict, Verdict::Done(Done::AlreadyHandled));
+        assert_eq!(store.calls(), ["invalid a"]);
     }
 }

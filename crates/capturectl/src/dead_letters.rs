@@ -1,23 +1,33 @@
 //! The dead-letter queue, message by message, with the reason each one failed, and the
 //! redrive that puts messages back on the capture queue.
 //!
-//! Listing receives the messages with a short visibility timeout (they are hidden from other
-//! readers for that long, then visible again) and reads each one's capture record with a
-//! strongly consistent `GetItem`. Redriving sends each message to the capture queue and then
-//! deletes it from the dead-letter queue; a failure between the two leaves a copy in both,
-//! which the submitter's idempotency makes harmless.
+//! Listing receives the messages page by page (long polls, hidden while the listing runs, made
+//! visible again at its end) and reads each one's record with a strongly consistent `GetItem`:
+//! the record of the capture id its body names, if that record is this request's, else the
+//! record under its message id (where the submitter records a message whose capture id it
+//! could not use). Redriving receives a page, sends each message to the capture queue, deletes
+//! it from the dead-letter queue, and goes on to the next page; a failure between a send and
+//! its delete leaves a copy in both queues, which the submitter's idempotency makes harmless.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
+};
+use capture::{CaptureId, body_with_capture_id};
+use capture_adapters::queue::FIRST_MESSAGE_ID_ATTRIBUTE;
 use futures::StreamExt;
 use serde_json::Value;
 
 /// SQS returns at most ten messages per receive.
-const RECEIVE_LIMIT: i32 = 10;
+const RECEIVE_LIMIT: usize = 10;
+/// How long a listing or a redrive keeps the messages it holds hidden from other readers.
+const HOLD: Duration = Duration::from_secs(60);
+/// The long poll of one receive: long enough that an empty answer means an empty queue.
+const LONG_POLL_SECONDS: i32 = 2;
 /// Record lookups in flight at once.
 const LOOKUPS_IN_FLIGHT: usize = 8;
 
@@ -39,7 +49,8 @@ pub struct Pipeline {
 /// One dead-lettered message and what its record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// SQS's id; redrive by SQS's redrive policy keeps it.
+    /// The id the producer was given (SQS's redrive policy keeps a message's id; a message the
+    /// submitter sent again after a deferral carries its first id along).
     pub message_id: String,
     /// The capture id the message stands for: its body's `captureId`, else its message id.
     pub capture_id: String,
@@ -64,90 +75,129 @@ pub struct Redriven {
 }
 
 impl Pipeline {
-    /// Up to `max` dead-lettered messages with their reasons, hiding each from other readers
-    /// for `hide` (SQS visibility timeout) while it is read.
-    pub async fn list(&self, max: usize, hide: Duration) -> anyhow::Result<Vec<DeadLetter>> {
-        let messages = self.receive(max, hide).await?;
-        let letters = futures::stream::iter(messages)
+    /// Up to `max` dead-lettered messages with their reasons. They are hidden from other
+    /// readers while the listing runs and visible again when it ends.
+    pub async fn list(&self, max: usize) -> anyhow::Result<Vec<DeadLetter>> {
+        let mut held: BTreeMap<String, Message> = BTreeMap::new();
+        while held.len() < max {
+            let page = self.receive_page(max - held.len()).await?;
+            let before = held.len();
+            for message in page {
+                if let Some(id) = message.message_id.clone() {
+                    held.entry(id).or_insert(message);
+                }
+            }
+            if held.len() == before {
+                break;
+            }
+        }
+        let messages: Vec<Message> = held.into_values().collect();
+
+        let letters = futures::stream::iter(messages.iter().cloned())
             .map(|message| self.explain(message))
             .buffered(LOOKUPS_IN_FLIGHT)
             .collect::<Vec<_>>()
             .await;
+        self.release(&messages).await?;
         letters.into_iter().collect()
     }
 
-    /// Moves up to `max` messages back to the capture queue, each with its body (given a
-    /// `captureId` when it had none) and message attributes.
+    /// Moves up to `max` messages back to the capture queue, a page at a time, each with its
+    /// body (given its capture id when it named none) and message attributes.
     pub async fn redrive(&self, max: usize) -> anyhow::Result<Redriven> {
-        let messages = self.receive(max, Duration::from_secs(60)).await?;
         let mut redriven = Redriven::default();
-        for message in messages {
-            let message_id = message.message_id.clone().unwrap_or_default();
-            let original = message.body.clone().unwrap_or_default();
-            let (body, keyed) = keyed_body(&original, &message_id);
-            self.sqs
-                .send_message()
-                .queue_url(&self.queue_url)
-                .message_body(body)
-                .set_message_attributes(message.message_attributes.clone())
-                .send()
-                .await
-                .with_context(|| {
-                    format!("sending message {message_id} back to the capture queue")
-                })?;
-            self.sqs
-                .delete_message()
-                .queue_url(&self.dead_letter_queue_url)
-                .receipt_handle(message.receipt_handle.unwrap_or_default())
-                .send()
-                .await
-                .with_context(|| {
-                    format!("deleting message {message_id} from the dead-letter queue")
-                })?;
-            redriven.moved += 1;
-            redriven.keyed += usize::from(keyed);
+        while redriven.moved < max {
+            let page = self.receive_page(max - redriven.moved).await?;
+            if page.is_empty() {
+                break;
+            }
+            for message in page {
+                let keyed = self.move_back(message).await?;
+                redriven.moved += 1;
+                redriven.keyed += usize::from(keyed);
+            }
         }
         Ok(redriven)
     }
 
-    /// Receives until `max` distinct messages are in hand or the queue has no more visible.
-    async fn receive(&self, max: usize, hide: Duration) -> anyhow::Result<Vec<Message>> {
-        let mut seen: BTreeMap<String, Message> = BTreeMap::new();
-        while seen.len() < max {
-            let wanted = i32::try_from(max - seen.len()).unwrap_or(RECEIVE_LIMIT);
-            let answer = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.dead_letter_queue_url)
-                .max_number_of_messages(wanted.clamp(1, RECEIVE_LIMIT))
-                .visibility_timeout(i32::try_from(hide.as_secs()).unwrap_or(i32::MAX))
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .context("receiving from the dead-letter queue")?;
-            let messages = answer.messages.unwrap_or_default();
-            if messages.is_empty() {
-                break;
-            }
-            let before = seen.len();
-            for message in messages {
-                if let Some(id) = message.message_id.clone() {
-                    seen.entry(id).or_insert(message);
-                }
-            }
-            if seen.len() == before {
-                break;
-            }
-        }
-        Ok(seen.into_values().collect())
+    /// Sends one message to the capture queue and deletes it here. Returns whether its body
+    /// was given its capture id.
+    async fn move_back(&self, message: Message) -> anyhow::Result<bool> {
+        let message_id = message.message_id.clone().unwrap_or_default();
+        let first_message_id = first_message_id(&message);
+        let original = message.body.clone().unwrap_or_default();
+        let (body, keyed) = keyed_body(&original, &first_message_id);
+        let mut attributes = message.message_attributes.clone().unwrap_or_default();
+        attributes.insert(
+            FIRST_MESSAGE_ID_ATTRIBUTE.to_owned(),
+            capture_adapters::queue::first_id(&first_message_id)?,
+        );
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await
+            .with_context(|| format!("sending message {message_id} back to the capture queue"))?;
+        self.sqs
+            .delete_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .receipt_handle(message.receipt_handle.unwrap_or_default())
+            .send()
+            .await
+            .with_context(|| format!("deleting message {message_id} from the dead-letter queue"))?;
+        Ok(keyed)
     }
 
-    /// Reads the record of one message's capture and says why the message is here.
+    /// One long-polled receive of up to `wanted` (at most ten) messages, hidden for [`HOLD`].
+    async fn receive_page(&self, wanted: usize) -> anyhow::Result<Vec<Message>> {
+        let answer = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .max_number_of_messages(wanted.clamp(1, RECEIVE_LIMIT) as i32)
+            .visibility_timeout(HOLD.as_secs() as i32)
+            .wait_time_seconds(LONG_POLL_SECONDS)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .context("receiving from the dead-letter queue")?;
+        Ok(answer.messages.unwrap_or_default())
+    }
+
+    /// Makes listed messages visible again at once.
+    async fn release(&self, messages: &[Message]) -> anyhow::Result<()> {
+        for page in messages.chunks(RECEIVE_LIMIT) {
+            let entries = page
+                .iter()
+                .enumerate()
+                .filter_map(|(i, message)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(message.receipt_handle.as_deref()?)
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect::<Vec<_>>();
+            self.sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.dead_letter_queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .context("making the listed messages visible again")?;
+        }
+        Ok(())
+    }
+
+    /// Reads the record of one message and says why the message is here.
     async fn explain(&self, message: Message) -> anyhow::Result<DeadLetter> {
-        let message_id = message.message_id.clone().unwrap_or_default();
+        let message_id = first_message_id(&message);
         let body = message.body.clone().unwrap_or_default();
-        let capture_id = capture_id_of(&body).unwrap_or_else(|| message_id.clone());
+        let named = capture_id_of(&body);
         let receives = message
             .attributes
             .as_ref()
@@ -155,16 +205,22 @@ impl Pipeline {
             .and_then(|count| count.parse().ok())
             .unwrap_or(0);
 
-        let record = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("capture#{capture_id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .with_context(|| format!("reading the record of capture {capture_id}"))?
-            .item;
+        // The named capture's record counts only if it is this request's: another request may
+        // own that capture id, and then this message's own record is under its message id.
+        let mut record = None;
+        if let Some(id) = &named {
+            record = self
+                .record(id)
+                .await?
+                .filter(|item| belongs_to(item, &body, &message_id));
+        }
+        if record.is_none() {
+            record = self.record(&message_id).await?;
+        }
+        let capture_id = match &record {
+            Some(item) => text(item, "captureId").unwrap_or(&message_id).to_owned(),
+            None => named.unwrap_or_else(|| message_id.clone()),
+        };
         let (status, reason) = reason_from_record(record.as_ref(), &message_id);
         Ok(DeadLetter {
             message_id,
@@ -175,6 +231,48 @@ impl Pipeline {
             body,
         })
     }
+
+    async fn record(
+        &self,
+        capture_id: &str,
+    ) -> anyhow::Result<Option<HashMap<String, AttributeValue>>> {
+        Ok(self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("capture#{capture_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .with_context(|| format!("reading the record of capture {capture_id}"))?
+            .item)
+    }
+}
+
+/// The id the message's producer was given: carried in [`FIRST_MESSAGE_ID_ATTRIBUTE`] when the
+/// submitter sent it again after a deferral, else its own.
+fn first_message_id(message: &Message) -> String {
+    message
+        .message_attributes
+        .as_ref()
+        .and_then(|attributes| attributes.get(FIRST_MESSAGE_ID_ATTRIBUTE))
+        .and_then(|attribute| attribute.string_value.clone())
+        .or_else(|| message.message_id.clone())
+        .unwrap_or_default()
+}
+
+/// Whether a capture record is the one of this message's request: written by this message, or
+/// for the same page.
+fn belongs_to(item: &HashMap<String, AttributeValue>, body: &str, message_id: &str) -> bool {
+    let url = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("url")?.as_str().map(str::to_owned));
+    text(item, "messageId") == Some(message_id)
+        || (url.is_some() && text(item, "url") == url.as_deref())
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name)?.as_s().ok().map(String::as_str)
 }
 
 /// The body's `captureId`, when it is a JSON object that names one.
@@ -183,15 +281,12 @@ pub fn capture_id_of(body: &str) -> Option<String> {
     value.get("captureId")?.as_str().map(str::to_owned)
 }
 
-/// The body to redrive: unchanged when it names a capture id (or is no JSON object, which the
-/// submitter records as invalid under its new message id), else with `captureId` set to the
-/// original message id. Returns whether a capture id was added.
+/// The body to redrive: given its original message id as `captureId` when it named none
+/// ([`body_with_capture_id`]), otherwise unchanged (a body that is no JSON object is recorded
+/// as invalid again, under its new message id). Returns whether a capture id was added.
 pub fn keyed_body(body: &str, message_id: &str) -> (String, bool) {
-    match serde_json::from_str::<Value>(body) {
-        Ok(Value::Object(mut fields)) if !fields.contains_key("captureId") => {
-            fields.insert("captureId".into(), Value::String(message_id.to_owned()));
-            (Value::Object(fields).to_string(), true)
-        }
+    match body_with_capture_id(body, &CaptureId::from_message_id(message_id)) {
+        Some(keyed) if keyed != body => (keyed, true),
         _ => (body.to_owned(), false),
     }
 }
@@ -226,8 +321,8 @@ pub fn reason_from_record(
             text("requestId").unwrap_or_default()
         ),
         (_, Some(last_error)) => last_error,
-        (_, None) => "no attempt reached PeekShot: the message found no pace slot or another \
-                      attempt held the capture each time it was received"
+        (_, None) => "no attempt reached PeekShot: another attempt held the capture each time \
+                      this message was received"
             .into(),
     };
     (status, reason)

@@ -4,7 +4,6 @@
 //! `.devstack/stack.env` (`CAPTURE_TABLE`, `CAPTURE_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -55,9 +54,6 @@ enum DeadLetterCommand {
         /// Most messages to list.
         #[arg(long, default_value_t = 100)]
         max: usize,
-        /// Seconds the listed messages stay hidden from other readers.
-        #[arg(long, default_value_t = 30)]
-        hide_seconds: u64,
     },
     /// Move dead-lettered messages back to the capture queue (after fixing their cause).
     Redrive {
@@ -102,9 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
             };
             match command {
-                DeadLetterCommand::List { max, hide_seconds } => {
-                    list(&pipeline, max, Duration::from_secs(hide_seconds)).await
-                }
+                DeadLetterCommand::List { max } => list(&pipeline, max).await,
                 DeadLetterCommand::Redrive { max } => {
                     let redriven = pipeline.redrive(max).await?;
                     println!(
@@ -119,8 +113,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn list(pipeline: &Pipeline, max: usize, hide: Duration) -> anyhow::Result<()> {
-    let letters = pipeline.list(max, hide).await?;
+async fn list(pipeline: &Pipeline, max: usize) -> anyhow::Result<()> {
+    let letters = pipeline.list(max).await?;
     if letters.is_empty() {
         println!("the dead-letter queue is empty");
         return Ok(());
@@ -140,9 +134,8 @@ async fn list(pipeline: &Pipeline, max: usize, hide: Duration) -> anyhow::Result
     }
     println!("{table}");
     println!(
-        "{} message(s); they stay hidden for {} s. Fix the cause, then: capturectl dead-letters redrive",
-        letters.len(),
-        hide.as_secs()
+        "{} message(s). Fix the cause, then: capturectl dead-letters redrive",
+        letters.len()
     );
     Ok(())
 }

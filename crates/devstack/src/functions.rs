@@ -22,8 +22,11 @@
 //! one `cargo build`. Cargo picks the features of shared dependencies from the packages a
 //! command names, so any other selection (`cargo run -p NAME`, one package at a time) would
 //! compile the dependency tree again with other features, minutes on two cores. With one
-//! selection the first build is the only one, and the shim's build is a no-op unless a
-//! source changed, which keeps watch's rebuild-on-change.
+//! selection the first build is the only one. Watch runs with `--ignore-changes`, so it starts
+//! an instance only on demand; the shim's build then takes a fraction of a second and picks up
+//! any source changed since the stack started. The shim runs `<target>/debug/NAME`, so a
+//! cargo configuration that sets `build.target` (binaries under `<target>/<triple>/`) is not
+//! supported.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;

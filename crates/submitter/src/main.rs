@@ -5,14 +5,20 @@
 //! connection pool, the DynamoDB and SQS clients, the pace's last view of its bucket) is built
 //! once here, before the runtime starts. Each kept message is hidden for a delay chosen by the
 //! retry policy, so retries back off per message instead of all returning after the queue's
-//! visibility timeout.
+//! visibility timeout; each message the pace deferred is sent again as a new message instead,
+//! so that waiting for a slot uses up none of its receives.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use capture::{BatchLimits, Pace, Pacer, QueuedMessage, Retry, RetryPolicy, Unpaced, submit_batch};
+use capture::{
+    BatchLimits, CaptureId, Pace, Pacer, QueuedMessage, Retry, RetryCause, RetryPolicy, Unpaced,
+    body_with_capture_id, submit_batch,
+};
+use capture_adapters::queue::FIRST_MESSAGE_ID_ATTRIBUTE;
 use capture_adapters::{
-    CaptureQueue, DynamoStore, PeekShotClient, Postponement, ProcessEnv, SsmSecrets,
+    CaptureQueue, DynamoStore, PeekShotClient, Postponement, ProcessEnv, Requeue, SsmSecrets,
     SubmitterConfig,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -86,24 +92,30 @@ async fn handle_batch(
         limits,
     )
     .await;
-    let postponed = postpone(submitter, &report.retry).await;
+    let requeued = requeue(submitter, &report.retry).await;
+    let kept: Vec<&Retry> = report
+        .retry
+        .iter()
+        .filter(|retry| !requeued.contains(&retry.message.message_id))
+        .collect();
+    let postponed = postpone(submitter, &kept).await;
     info!(
         received,
         done = report.done,
         retry = report.retry.len(),
         deferred = report.deferred,
+        requeued = requeued.len(),
         postponed,
         time_left_ms,
         "batch handled"
     );
 
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = report
-        .retry
+    response.batch_item_failures = kept
         .into_iter()
         .map(|retry| {
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = retry.message.message_id;
+            failure.item_identifier = retry.message.message_id.clone();
             failure
         })
         .collect();
@@ -118,15 +130,50 @@ fn queued_message(record: SqsMessage) -> Option<QueuedMessage> {
         .get("ApproximateReceiveCount")
         .and_then(|count| count.parse().ok())
         .unwrap_or(1);
+    let message_id = record.message_id?;
+    let first_message_id = record
+        .message_attributes
+        .get(FIRST_MESSAGE_ID_ATTRIBUTE)
+        .and_then(|attribute| attribute.string_value.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| message_id.clone());
     Some(QueuedMessage {
-        message_id: record.message_id?,
+        message_id,
+        first_message_id,
         body: record.body.unwrap_or_default(),
         receive_count,
         receipt_handle: record.receipt_handle,
     })
 }
 
-async fn postpone(submitter: &Submitter, retries: &[Retry]) -> usize {
+/// Sends the messages the pace deferred again as new messages, so that waiting for a slot
+/// uses up none of their receives. Returns the ids of those sent.
+async fn requeue(submitter: &Submitter, retries: &[Retry]) -> HashSet<String> {
+    let requeues: Vec<Requeue> = retries
+        .iter()
+        .filter(|retry| matches!(retry.cause, RetryCause::Deferred(_)))
+        .filter_map(|retry| {
+            let capture_id = CaptureId::from_message_id(&retry.message.first_message_id);
+            Some(Requeue {
+                message_id: retry.message.message_id.clone(),
+                first_message_id: retry.message.first_message_id.clone(),
+                body: body_with_capture_id(&retry.message.body, &capture_id)?,
+                delay: submitter.retry_policy.delay_for(
+                    &retry.cause,
+                    retry.message.receive_count,
+                    fastrand::f64(),
+                ),
+            })
+        })
+        .collect();
+    if requeues.is_empty() {
+        return HashSet::new();
+    }
+    submitter.queue.requeue(&requeues).await
+}
+
+/// Hides each kept message for the delay the retry policy gives it.
+async fn postpone(submitter: &Submitter, retries: &[&Retry]) -> usize {
     let postponements: Vec<Postponement> = retries
         .iter()
         .filter_map(|retry| {
@@ -221,5 +268,27 @@ mod tests {
         let message = queued_message(record).unwrap();
         assert_eq!(message.receive_count, 3);
         assert_eq!(message.receipt_handle.as_deref(), Some("rh-1"));
+        assert_eq!(message.first_message_id, "m-1");
+    }
+
+    #[test]
+    fn a_requeued_message_goes_by_the_id_its_producer_was_given() {
+        let record: SqsMessage = serde_json::from_value(serde_json::json!({
+            "messageId": "m-2",
+            "body": "{}",
+            "attributes": {},
+            "messageAttributes": {
+                FIRST_MESSAGE_ID_ATTRIBUTE: {"stringValue": "m-1", "dataType": "String"}
+            }
+        }))
+        .unwrap();
+        let message = queued_message(record).unwrap();
+        assert_eq!(
+            (
+                message.message_id.as_str(),
+                message.first_message_id.as_str()
+            ),
+            ("m-2", "m-1")
+        );
     }
 }
