@@ -40,7 +40,7 @@
 //! their own, which they handle the same way.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -269,8 +269,12 @@ impl<S: PaceStore> Pacer<S> {
         &self.policy
     }
 
-    /// [`Pace::reserve`] at an explicit time, for tests. The slots are shifted by the time the
-    /// store took to answer, so a slow write does not start overdue slots all at once.
+    /// [`Pace::reserve`] at an explicit time, for tests.
+    ///
+    /// The slots are the times the bucket booked. A slot whose time passes while the write is
+    /// still in flight starts as soon as the answer arrives, so after a write slower than one
+    /// interval a few creates may start together; shifting them later instead would push them
+    /// into slots booked by the next reservation.
     pub async fn reserve_at(
         &self,
         now_ms: u64,
@@ -282,9 +286,8 @@ impl<S: PaceStore> Pacer<S> {
         for _ in 0..STEP_ATTEMPTS {
             let plan = Plan::new(&self.policy, &state, now_ms, wanted, wait);
             let Some(step) = plan.step else {
-                return Ok(plan.reservation(now_ms, 0, 0));
+                return Ok(plan.reservation(now_ms, 0));
             };
-            let asked = Instant::now();
             match self.store.step(step).await? {
                 PaceAnswer::Moved(after) => {
                     self.remember(after);
@@ -294,10 +297,7 @@ impl<S: PaceStore> Pacer<S> {
                         }
                         PaceStep::Restart { .. } => plan.base_ms,
                     };
-                    let late_ms = asked.elapsed().as_millis() as u64;
-                    return Ok(plan
-                        .with_base(base)
-                        .reservation(now_ms, plan.granted, late_ms));
+                    return Ok(plan.with_base(base).reservation(now_ms, plan.granted));
                 }
                 PaceAnswer::Refused(current) => {
                     self.remember(current);
@@ -307,7 +307,7 @@ impl<S: PaceStore> Pacer<S> {
         }
         // Other invocations kept moving the bucket: defer everything to a little later.
         let plan = Plan::new(&self.policy, &state, now_ms, wanted, Duration::ZERO);
-        Ok(plan.reservation(now_ms, 0, 0))
+        Ok(plan.reservation(now_ms, 0))
     }
 
     /// [`Pace::slow_down`] at an explicit time, for tests.
@@ -448,16 +448,16 @@ impl Plan {
         self
     }
 
-    /// The start of each of the first `granted` slots from `base_ms`, `late_ms` later, and
-    /// deferrals for the rest that bring each back about when its slot would start.
-    fn reservation(&self, now_ms: u64, granted: usize, late_ms: u64) -> Reservation {
+    /// The start of each of the first `granted` slots from `base_ms`, and deferrals for the
+    /// rest that bring each back about when its slot would start.
+    fn reservation(&self, now_ms: u64, granted: usize) -> Reservation {
         let start = |i: usize| {
             (self.base_ms + i as u64 * self.interval_ms)
                 .saturating_sub(self.tolerance_ms)
                 .max(now_ms)
         };
         Reservation {
-            starts_ms: (0..granted).map(|i| start(i) + late_ms).collect(),
+            starts_ms: (0..granted).map(start).collect(),
             deferrals: (granted..self.wanted)
                 .map(|i| Duration::from_millis(start(i) - now_ms))
                 .collect(),
@@ -487,8 +487,6 @@ mod tests {
     struct MemoryStore {
         item: Mutex<PaceState>,
         steps: Mutex<Vec<PaceStep>>,
-        /// How long each step takes, to stand in for a slow DynamoDB.
-        latency: Duration,
     }
 
     impl MemoryStore {
@@ -504,7 +502,6 @@ mod tests {
     #[async_trait]
     impl PaceStore for MemoryStore {
         async fn step(&self, step: PaceStep) -> Result<PaceAnswer, Failure> {
-            std::thread::sleep(self.latency);
             self.steps.lock().unwrap().push(step);
             let mut item = self.item.lock().unwrap();
             let (tat_holds, expected) = match step {
@@ -804,25 +801,6 @@ mod tests {
         assert!(
             left > Duration::from_secs(25) && left <= Duration::from_secs(30),
             "{left:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn slots_of_a_slow_write_are_shifted_by_its_latency_not_started_at_once() {
-        let store = MemoryStore {
-            latency: Duration::from_millis(300),
-            ..MemoryStore::default()
-        };
-        let pacer = Pacer::new(store, policy());
-
-        let got = pacer.reserve_at(T0, 8, WAIT).await.unwrap();
-
-        let offsets = offsets(&got);
-        assert!(offsets[0] >= 300, "{offsets:?}");
-        assert_eq!(
-            offsets[7] - offsets[4],
-            300,
-            "the spacing is kept: {offsets:?}"
         );
     }
 
