@@ -25,6 +25,7 @@ mod events;
 mod function;
 mod gateway;
 mod micro;
+mod parallel_dynamo;
 mod proxy;
 mod report;
 mod runtime_api;
@@ -42,6 +43,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::events::WebhookEvents;
 use crate::report::{Environment, OwnCode, Results};
+use crate::scenarios::DynamoBehind;
 use crate::stack::Stack;
 
 /// Measures cold start, memory, artifact size, batch concurrency, webhook throughput, AWS
@@ -154,6 +156,7 @@ struct Measured {
     submitter_memory: Vec<scenarios::BatchRun>,
     tuned: scenarios::ConcurrencyRuns,
     one_at_a_time: scenarios::ConcurrencyRuns,
+    parallel: scenarios::ConcurrencyRuns,
     webhook: scenarios::WebhookThroughput,
     own_code: OwnCode,
     calls: Vec<scenarios::CallsPerCapture>,
@@ -180,9 +183,37 @@ async fn measure(stack: &Stack, options: &Options) -> anyhow::Result<Measured> {
         options.delay_ms
     );
     let sizes = [1, 10, 100];
-    let tuned =
-        scenarios::batch_concurrency(stack, 10, &sizes, options.repeats, options.delay_ms).await?;
-    let one_at_a_time = scenarios::batch_concurrency(stack, 1, &sizes, 1, options.delay_ms).await?;
+    let moto = stack.unpaced_submitter();
+    let tuned = scenarios::batch_concurrency(
+        stack,
+        &moto,
+        DynamoBehind::Moto,
+        10,
+        &sizes,
+        options.repeats,
+        options.delay_ms,
+    )
+    .await?;
+    let one_at_a_time = scenarios::batch_concurrency(
+        stack,
+        &moto,
+        DynamoBehind::Moto,
+        1,
+        &sizes,
+        1,
+        options.delay_ms,
+    )
+    .await?;
+    let parallel = scenarios::batch_concurrency(
+        stack,
+        &stack.submitter_against_parallel_dynamo(),
+        DynamoBehind::Parallel,
+        10,
+        &sizes,
+        options.repeats,
+        options.delay_ms,
+    )
+    .await?;
 
     eprintln!(
         "bench: submitting {} captures for the webhook",
@@ -220,6 +251,7 @@ async fn measure(stack: &Stack, options: &Options) -> anyhow::Result<Measured> {
         submitter_memory,
         tuned,
         one_at_a_time,
+        parallel,
         webhook,
         own_code,
         calls,
@@ -245,7 +277,11 @@ impl Measured {
             artifacts,
             cold_starts: self.cold_starts,
             submitter_memory: self.submitter_memory,
-            concurrency: vec![self.tuned.clone(), self.one_at_a_time],
+            concurrency: vec![
+                self.tuned.clone(),
+                self.one_at_a_time,
+                self.parallel.clone(),
+            ],
             webhook: self.webhook,
             own_webhook_code: self.own_code,
             calls_per_capture: self.calls,
@@ -255,7 +291,7 @@ impl Measured {
             prices_source: cost::PRICES_SOURCE,
             targets: Vec::new(),
         };
-        results.targets = report::check_targets(&results, &self.tuned);
+        results.targets = report::check_targets(&results, &self.tuned, &self.parallel);
         Ok(results)
     }
 }

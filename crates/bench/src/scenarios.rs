@@ -153,9 +153,31 @@ pub async fn submitter_memory(stack: &Stack, messages: usize) -> anyhow::Result<
     run
 }
 
+/// Which DynamoDB a concurrency run's submitter talked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DynamoBehind {
+    /// moto, which answers one request at a time.
+    Moto,
+    /// [`crate::parallel_dynamo`], which answers every request after 10 ms, in parallel.
+    Parallel,
+}
+
+impl DynamoBehind {
+    /// The name in the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            DynamoBehind::Moto => "moto",
+            DynamoBehind::Parallel => "parallel, 10 ms",
+        }
+    }
+}
+
 /// Batch wall times at one concurrency setting.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConcurrencyRuns {
+    /// The DynamoDB the submitter talked to.
+    pub dynamodb: DynamoBehind,
     /// `SUBMIT_CONCURRENCY`.
     pub concurrency: usize,
     /// The simulator's extra delay on every API answer, ms.
@@ -165,11 +187,13 @@ pub struct ConcurrencyRuns {
     pub runs: Vec<BatchRun>,
 }
 
-/// Runs batches of each of `sizes` messages `repeats` times through one submitter process
-/// with `SUBMIT_CONCURRENCY=concurrency`, while the simulator delays every answer by
-/// `delay_ms`.
+/// Runs batches of each of `sizes` messages `repeats` times through one process of
+/// `submitter` (which talks to `dynamodb`) with `SUBMIT_CONCURRENCY=concurrency`, while the
+/// simulator delays every answer by `delay_ms`.
 pub async fn batch_concurrency(
     stack: &Stack,
+    submitter: &FunctionSpec,
+    dynamodb: DynamoBehind,
     concurrency: usize,
     sizes: &[usize],
     repeats: usize,
@@ -184,9 +208,7 @@ pub async fn batch_concurrency(
             ..Faults::default()
         })
         .context("setting the simulator's delay")?;
-    let spec = stack
-        .unpaced_submitter()
-        .with_env("SUBMIT_CONCURRENCY", &concurrency.to_string());
+    let spec = submitter.with_env("SUBMIT_CONCURRENCY", &concurrency.to_string());
     let mut process = stack.launch(&spec).await?;
     let result = async {
         submit_batch(
@@ -205,6 +227,7 @@ pub async fn batch_concurrency(
             }
         }
         Ok(ConcurrencyRuns {
+            dynamodb,
             concurrency,
             peekshot_delay_ms: delay_ms,
             runs,

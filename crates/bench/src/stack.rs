@@ -15,6 +15,7 @@ use devstack::template::{Template, TemplateContext};
 use peekshot_sim::{RunningSimulator, SimConfig};
 
 use crate::function::{FunctionProcess, FunctionSpec};
+use crate::parallel_dynamo::ParallelDynamo;
 use crate::proxy::{CountingProxy, Ledger};
 
 /// The stack name the bench's resources are named after.
@@ -59,6 +60,9 @@ pub struct Stack {
     reconciler_proxy: CountingProxy,
     _producer_proxy: CountingProxy,
     _event_source_proxy: CountingProxy,
+    /// The submitter's proxy in front of the parallel DynamoDB stand-in.
+    parallel_proxy: CountingProxy,
+    _parallel_dynamo: ParallelDynamo,
     moto: Moto,
     launches: AtomicUsize,
     extra_env: Vec<(String, String)>,
@@ -97,6 +101,9 @@ impl Stack {
         let reconciler_proxy = CountingProxy::start(RECONCILER, &moto.url, &ledger).await?;
         let producer_proxy = CountingProxy::start(PRODUCER, &moto.url, &ledger).await?;
         let event_source_proxy = CountingProxy::start(EVENT_SOURCE, &moto.url, &ledger).await?;
+        let parallel_dynamo = ParallelDynamo::start().await?;
+        let parallel_proxy =
+            CountingProxy::start(SUBMITTER, parallel_dynamo.url(), &ledger).await?;
         let producer_sqs = aws_sdk_sqs::Client::new(
             &devstack::aws::moto_config(producer_proxy.url(), region).await,
         );
@@ -129,6 +136,8 @@ impl Stack {
             reconciler_proxy,
             _producer_proxy: producer_proxy,
             _event_source_proxy: event_source_proxy,
+            parallel_proxy,
+            _parallel_dynamo: parallel_dynamo,
             moto,
             launches: AtomicUsize::new(0),
             extra_env,
@@ -168,6 +177,13 @@ impl Stack {
     /// 20 seconds by design, whatever the function does.
     pub fn unpaced_submitter(&self) -> FunctionSpec {
         self.submitter(None).with_env("SUBMIT_RATE_PER_SECOND", "0")
+    }
+
+    /// The unpaced submitter talking to the parallel DynamoDB stand-in (through a counting
+    /// proxy of its own) instead of moto, for the one scenario that stand-in can serve.
+    pub fn submitter_against_parallel_dynamo(&self) -> FunctionSpec {
+        self.unpaced_submitter()
+            .with_env("AWS_ENDPOINT_URL", self.parallel_proxy.url())
     }
 
     /// The webhook as the template configures it.
