@@ -13,7 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-cargo build --quiet -p devstack -p submitter -p webhook -p reconciler -p peekshot-sim
+cargo build --quiet -p devstack -p submitter -p webhook -p reconciler -p peekshot-sim -p capturectl
 target_dir="$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 exec "$target_dir/debug/devstack" "$@"

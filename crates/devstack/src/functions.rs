@@ -47,8 +47,15 @@ pub const RECONCILER: &str = "reconciler";
 /// The webhook's route in the template's HTTP API.
 pub const WEBHOOK_PATH: &str = "/webhooks/peekshot";
 /// The packages every build of the stack compiles, in one `cargo build`: the functions, the
-/// simulator and `devstack` itself.
-pub const BUILD_PACKAGES: &[&str] = &["devstack", SUBMITTER, WEBHOOK, RECONCILER, "peekshot-sim"];
+/// simulator, `devstack` itself, and `capturectl`, the operator's tool users run against it.
+pub const BUILD_PACKAGES: &[&str] = &[
+    "devstack",
+    SUBMITTER,
+    WEBHOOK,
+    RECONCILER,
+    "peekshot-sim",
+    "capturectl",
+];
 /// Instances watch may run of each function at once, matching the template's
 /// `MaximumConcurrency` default and the event source's two pollers.
 pub const FUNCTION_CONCURRENCY: usize = 2;
@@ -385,6 +392,19 @@ mod tests {
         assert_eq!(packages, BUILD_PACKAGES);
         for function in [SUBMITTER, WEBHOOK, RECONCILER] {
             assert!(BUILD_PACKAGES.contains(&function), "{function}");
+        }
+    }
+
+    #[test]
+    fn the_scripts_build_the_stack_with_the_same_command() {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
+        let expected = format!("cargo {}", build_args().join(" "));
+        for script in ["devstack.sh", "capturectl.sh"] {
+            let text = std::fs::read_to_string(scripts.join(script)).expect("the script");
+            assert!(
+                text.lines().any(|line| line == expected),
+                "scripts/{script} must build with `{expected}`"
+            );
         }
     }
 
