@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds both functions for Lambda the way `sam deploy` will ship them, then reports how long
+# Builds the three functions for Lambda the way `sam deploy` will ship them, then reports how long
 # the build took and how large each deployment package is.
 #
 #   scripts/sam-build.sh [extra `sam build` arguments, e.g. --parameter-overrides Architecture=arm64]

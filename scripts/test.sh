@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (README "Tests"; .ci/run runs exactly this).
+# The project's test command (README "The two commands"; .ci/run runs exactly this).
 #
 #   1. installs the pinned Python tools into .venv (scripts/setup.sh; a no-op when current);
 #   2. checks formatting and lints every target with warnings as errors;
@@ -26,5 +26,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "template lint (scripts/check-template.sh)"
 scripts/check-template.sh
 
+# --no-fail-fast: a failing test binary (the chaos run, say) must not hide the others' results.
 step "cargo test --workspace"
-cargo test --workspace
+cargo test --workspace --no-fail-fast

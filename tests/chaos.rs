@@ -277,7 +277,7 @@ impl fmt::Display for Summary {
             f,
             "chaos seed={}: sent {} ({} captures), COMPLETE {}, FAILED {} ({}), dead-lettered {}, \
              lost {}, creates per capture > 1: {} (all counted ambiguous: {}), moved backwards {}, \
-             disagreeing with PeekShot {}; {} faults injected, {} redeliveries, settled in {:.0} s",
+             disagreeing with PeekShot {}; {} faults injected, {} redeliveries, {} in {:.0} s",
             self.seed,
             self.sent,
             self.captures,
@@ -292,6 +292,11 @@ impl fmt::Display for Summary {
             self.disagreeing.len(),
             faults,
             self.redelivered,
+            if self.settled {
+                "settled"
+            } else {
+                "NOT settled"
+            },
             self.settled_in.as_secs_f64(),
         )?;
         if !self.dead_letter_reasons.is_empty() {
@@ -402,8 +407,9 @@ async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, sent: &mut [Sent])
     }
 }
 
-/// Waits until the capture queue is empty and no record is open, twice in a row; `false`
-/// when that did not happen within [`SETTLE_LIMIT`].
+/// Waits until the capture queue is empty and every record still open belongs to a message in
+/// the dead-letter queue (whose capture stays QUEUED), twice in a row; `false` when that did
+/// not happen within [`SETTLE_LIMIT`].
 async fn wait_until_settled(
     sqs: &aws_sdk_sqs::Client,
     dynamodb: &aws_sdk_dynamodb::Client,
@@ -414,12 +420,13 @@ async fn wait_until_settled(
     while started.elapsed() < SETTLE_LIMIT {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let in_queue = queue_depth(sqs, &info.queue_url).await;
+        let dead_lettered = queue_depth(sqs, &info.dead_letter_queue_url).await;
         let open = scan(dynamodb, &info.table_name)
             .await
             .values()
             .filter(|item| matches!(text(item, "status"), Some("QUEUED" | "SUBMITTED")))
-            .count();
-        quiet_checks = if in_queue == 0 && open == 0 {
+            .count() as u64;
+        quiet_checks = if in_queue == 0 && open <= dead_lettered {
             quiet_checks + 1
         } else {
             0

@@ -341,7 +341,8 @@ impl CaptureStore for DynamoStore {
         let mut update = Update::new(
             "SET #kind = :kind, captureId = :cid, #url = :url, #options = :options, \
              metadata = :metadata, fingerprint = :fp, #status = :queued, claimUntil = :lease, \
-             claimedAtMs = :nowms, messageId = if_not_exists(messageId, :mid), \
+             claimedAtMs = :nowms, claimToken = :token, \
+             messageId = if_not_exists(messageId, :mid), \
              receivedAt = if_not_exists(receivedAt, :now), \
              expiresAt = if_not_exists(expiresAt, :exp), updatedAt = :now \
              ADD attempts :one",
@@ -360,6 +361,8 @@ impl CaptureStore for DynamoStore {
         update.value(":lease", number(epoch_millis(now + CLAIM_LEASE)));
         update.value(":nowms", number(epoch_millis(now)));
         update.value(":mid", s(message_id));
+        let token = claim_token(message_id, now);
+        update.value(":token", s(&token));
         update.value(":now", s(&rfc3339(now)));
         update.value(":exp", self.expires_at(now));
         update.value(":one", number(1));
@@ -382,24 +385,27 @@ impl CaptureStore for DynamoStore {
             .send()
             .await;
 
-        match result {
-            Ok(out) => {
-                let claim = claimed(out.attributes.as_ref());
-                if let Claim::Claimed {
-                    maybe_created_since_ms: Some(since),
-                    ..
-                } = claim
-                {
-                    self.remember_maybe_created(&request.capture_id, since)
-                        .await?;
-                }
-                Ok(claim)
-            }
+        let claim = match result {
+            Ok(out) => claimed(out.attributes.as_ref()),
             Err(err) => match conditional_failure_item(&err) {
-                Some(old) => Ok(why_not_claimed(old.as_ref(), &fingerprint, message_id)),
-                None => Err(classify("claim capture", err)),
+                // The SDK sent the claim again after an answer that came too late: the first
+                // one took the lease, and the retry finds it. The claim is this attempt's.
+                Some(Some(old)) if text_of(&old, "claimToken") == Some(token.as_str()) => {
+                    reclaimed_own(&old)
+                }
+                Some(old) => return Ok(why_not_claimed(old.as_ref(), &fingerprint, message_id)),
+                None => return Err(classify("claim capture", err)),
             },
+        };
+        if let Claim::Claimed {
+            maybe_created_since_ms: Some(since),
+            ..
+        } = claim
+        {
+            self.remember_maybe_created(&request.capture_id, since)
+                .await?;
         }
+        Ok(claim)
     }
 
     async fn release(&self, capture_id: &CaptureId, failure: &Failure) -> Result<(), Failure> {
@@ -645,6 +651,36 @@ fn claimed(old: Option<&Item>) -> Claim {
     }
 }
 
+/// A claim whose first write succeeded but whose answer came too late, recognised by its
+/// token on the item that write left. The item as it was before is gone, so whether an earlier
+/// attempt may have created the capture is known only if it said so (`maybeCreatedSinceMs`);
+/// otherwise, for any attempt after the first, the capture is taken to have been maybe created
+/// since it was first received, which costs at most one list call.
+fn reclaimed_own(item: &Item) -> Claim {
+    let numeric = |name: &str| -> Option<u64> { item.get(name)?.as_n().ok()?.parse().ok() };
+    let attempt = numeric("attempts").map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    let received_ms = text_of(item, "receivedAt")
+        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+        .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as u64);
+    let maybe_created_since_ms =
+        numeric("maybeCreatedSinceMs").or_else(|| (attempt > 1).then(|| received_ms.unwrap_or(0)));
+    Claim::Claimed {
+        attempt,
+        maybe_created_since_ms,
+    }
+}
+
+/// A value no other claim will write: the message id, the time and a per-process count.
+fn claim_token(message_id: &str, now: SystemTime) -> String {
+    static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{message_id}/{nanos}/{count}/{}", std::process::id())
+}
+
 /// Why a claim's condition failed, from the item as it was. A record of another request is a
 /// conflict whatever its status: only the same request's record can make this message a
 /// duplicate. The same request is the same fingerprint (URL and options), or the message that
@@ -793,4 +829,83 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_first_claim_retried_by_the_sdk_is_its_own_first_attempt() {
+        let left = item(&[
+            ("attempts", number(1)),
+            ("receivedAt", s("2026-12-04T01:00:00Z")),
+        ]);
+        assert_eq!(
+            reclaimed_own(&left),
+            Claim::Claimed {
+                attempt: 1,
+                maybe_created_since_ms: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_later_claim_retried_by_the_sdk_looks_for_an_earlier_create_since_receipt() {
+        let left = item(&[
+            ("attempts", number(3)),
+            ("receivedAt", s("2026-12-04T01:00:00Z")),
+        ]);
+        assert_eq!(
+            reclaimed_own(&left),
+            Claim::Claimed {
+                attempt: 3,
+                maybe_created_since_ms: Some(1_796_346_000_000)
+            }
+        );
+        let said_so = item(&[("attempts", number(3)), ("maybeCreatedSinceMs", number(7))]);
+        assert!(matches!(
+            reclaimed_own(&said_so),
+            Claim::Claimed {
+                maybe_created_since_ms: Some(7),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn claim_tokens_differ_for_every_claim() {
+        let now = SystemTime::now();
+        assert_ne!(claim_token("m-1", now), claim_token("m-1", now));
+    }
+
+    #[test]
+    fn another_live_claim_of_the_same_request_is_held_elsewhere_and_another_request_conflicts() {
+        let live = item(&[
+            ("status", s("QUEUED")),
+            ("fingerprint", s("fp")),
+            ("messageId", s("m-1")),
+            ("claimToken", s("theirs")),
+        ]);
+        assert_eq!(
+            why_not_claimed(Some(&live), "fp", "m-2"),
+            Claim::HeldElsewhere
+        );
+        assert_eq!(
+            why_not_claimed(Some(&live), "other", "m-2"),
+            Claim::Conflict
+        );
+        assert_eq!(
+            why_not_claimed(Some(&live), "other", "m-1"),
+            Claim::HeldElsewhere,
+            "the message that wrote the record is its request"
+        );
+    }
 }

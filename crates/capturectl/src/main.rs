@@ -40,6 +40,12 @@ enum Command {
     /// The dead-letter queue.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Put one capture request on the capture queue, as a producer does; prints the message
+    /// id (the capture id when the request names none).
+    Send {
+        /// The request: JSON text, or `@path` for a file holding it.
+        request: String,
+    },
     /// Print one capture's record.
     Show {
         /// The capture id (the body's captureId, or the SQS message id).
@@ -80,10 +86,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let required = |value: Option<String>, flag: &str, env: &str| {
         value.with_context(|| format!("set {flag} or {env}"))
     };
+    if let Command::Send { request } = &cli.command {
+        let queue_url = required(cli.names.queue_url, "--queue-url", "CAPTURE_QUEUE_URL")?;
+        return send(&aws_sdk_sqs::Client::new(&aws), &queue_url, request).await;
+    }
     let table = required(cli.names.table, "--table", "CAPTURE_TABLE")?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
 
     match cli.command {
+        // Answered above: sending needs no table.
+        Command::Send { .. } => Ok(()),
         Command::Show { capture_id } => show(&dynamodb, &table, &capture_id).await,
         Command::DeadLetters(command) => {
             let pipeline = Pipeline {
@@ -137,6 +149,24 @@ async fn list(pipeline: &Pipeline, max: usize) -> anyhow::Result<()> {
         "{} message(s). Fix the cause, then: capturectl dead-letters redrive",
         letters.len()
     );
+    Ok(())
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, request: &str) -> anyhow::Result<()> {
+    let body = match request.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => request.to_owned(),
+    };
+    let message_id = sqs
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .context("sending to the capture queue")?
+        .message_id
+        .unwrap_or_default();
+    println!("{message_id}");
     Ok(())
 }
 

@@ -17,6 +17,8 @@ use crate::stack::StackInfo;
 pub fn variables(info: &StackInfo) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_REGION", info.region.clone()),
+        // The AWS CLI and boto3 read this one, not AWS_REGION.
+        ("AWS_DEFAULT_REGION", info.region.clone()),
         ("AWS_ENDPOINT_URL", info.moto_url.clone()),
         (
             "AWS_ACCESS_KEY_ID",

@@ -18,15 +18,17 @@
 //! that role (see [`run_cargo_shim`]) builds and runs the function.
 //!
 //! Every build of the stack, the end-to-end tests' ([`crate::harness`]), [`prebuild`]'s and
-//! the shim's, is the one command [`build_args`]: the same packages ([`BUILD_PACKAGES`]) in
-//! one `cargo build`. Cargo picks the features of shared dependencies from the packages a
-//! command names, so any other selection (`cargo run -p NAME`, one package at a time) would
-//! compile the dependency tree again with other features, minutes on two cores. With one
-//! selection the first build is the only one. Watch runs with `--ignore-changes`, so it starts
-//! an instance only on demand; the shim's build then takes a fraction of a second and picks up
-//! any source changed since the stack started. The shim runs `<target>/debug/NAME`, so a
-//! cargo configuration that sets `build.target` (binaries under `<target>/<triple>/`) is not
-//! supported.
+//! the shim's, is the one command [`build_args`]: `cargo build --workspace --all-targets`.
+//! Cargo picks the features of shared dependencies from what a command builds, and building a
+//! test turns on the features dev-dependencies ask for (tokio's `test-util`, say), so any
+//! narrower selection (`cargo run -p NAME`, the stack's packages without their tests) would
+//! compile the dependency tree a second time with other features: minutes on two cores, and
+//! gigabytes of disk, which once filled a CI machine. Building what `cargo test --workspace`
+//! builds makes the test command's build and the stack's one and the same, and the first
+//! build the only one. Watch runs with `--ignore-changes`, so it starts an instance only on
+//! demand; the shim's build then takes a fraction of a second and picks up any source changed
+//! since the stack started. The shim runs `<target>/debug/NAME`, so a cargo configuration
+//! that sets `build.target` (binaries under `<target>/<triple>/`) is not supported.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -46,9 +48,9 @@ pub const WEBHOOK: &str = "webhook";
 pub const RECONCILER: &str = "reconciler";
 /// The webhook's route in the template's HTTP API.
 pub const WEBHOOK_PATH: &str = "/webhooks/peekshot";
-/// The packages every build of the stack compiles, in one `cargo build`: the functions, the
-/// simulator, `devstack` itself, and `capturectl`, the operator's tool users run against it.
-pub const BUILD_PACKAGES: &[&str] = &[
+/// The binaries the stack runs from cargo's target directory: the functions, the simulator,
+/// `devstack` itself, and `capturectl`, the operator's tool users run against it.
+pub const STACK_BINARIES: &[&str] = &[
     "devstack",
     SUBMITTER,
     WEBHOOK,
@@ -98,14 +100,10 @@ pub fn cargo_program() -> PathBuf {
 
 /// The arguments of the one build command of the stack (see the module documentation).
 pub fn build_args() -> Vec<&'static str> {
-    let mut args = vec!["build", "--quiet"];
-    for package in BUILD_PACKAGES {
-        args.extend(["-p", package]);
-    }
-    args
+    vec!["build", "--quiet", "--workspace", "--all-targets"]
 }
 
-/// Builds [`BUILD_PACKAGES`] in the dev profile, with cargo's progress on our stderr (stdout
+/// Builds the workspace (so [`STACK_BINARIES`]) in the dev profile, with cargo's progress on our stderr (stdout
 /// is kept for the READY line).
 pub async fn prebuild(workspace: &Path) -> anyhow::Result<()> {
     let status = tokio::process::Command::new(cargo_program())
@@ -385,13 +383,41 @@ mod tests {
     }
 
     #[test]
-    fn every_build_of_the_stack_names_the_same_packages_in_one_command() {
-        let build = build_args();
-        assert_eq!(build[..2], ["build", "--quiet"]);
-        let packages: Vec<&str> = build[2..].chunks(2).map(|pair| pair[1]).collect();
-        assert_eq!(packages, BUILD_PACKAGES);
+    fn the_stack_build_builds_every_binary_the_stack_runs() {
+        assert_eq!(
+            build_args(),
+            ["build", "--quiet", "--workspace", "--all-targets"]
+        );
+        let metadata = std::process::Command::new(cargo_program())
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo metadata runs");
+        assert!(metadata.status.success(), "cargo metadata failed");
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&metadata.stdout).expect("cargo metadata prints JSON");
+        let binaries: Vec<&str> = metadata["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .flat_map(|package| package["targets"].as_array().expect("targets"))
+            .filter(|target| {
+                target["kind"]
+                    .as_array()
+                    .expect("kind")
+                    .iter()
+                    .any(|k| k == "bin")
+            })
+            .map(|target| target["name"].as_str().expect("name"))
+            .collect();
+        for binary in STACK_BINARIES {
+            assert!(
+                binaries.contains(binary),
+                "no workspace binary named {binary}"
+            );
+        }
         for function in [SUBMITTER, WEBHOOK, RECONCILER] {
-            assert!(BUILD_PACKAGES.contains(&function), "{function}");
+            assert!(STACK_BINARIES.contains(&function), "{function}");
         }
     }
 

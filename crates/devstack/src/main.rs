@@ -89,6 +89,11 @@ struct UpArgs {
     #[arg(long, env = "DEVSTACK_REDELIVER_SEED", default_value_t = 1)]
     redeliver_seed: u64,
 
+    /// The webhook secret instead of a random one, e.g. `sample-webhook-secret-0123456789`,
+    /// which the sample webhook events in events/ carry (at least 16 characters).
+    #[arg(long, env = "DEVSTACK_WEBHOOK_SECRET")]
+    webhook_secret: Option<String>,
+
     /// The stack name `${AWS::StackName}` stands for in template.yaml.
     #[arg(long, env = "DEVSTACK_STACK_NAME", default_value = "peekshot-local")]
     stack_name: String,
@@ -140,6 +145,7 @@ impl UpArgs {
             function_env: self.function_env.clone(),
             redelivery: (self.redeliver_rate > 0.0)
                 .then_some((self.redeliver_rate, self.redeliver_seed)),
+            webhook_secret: self.webhook_secret.clone(),
         }
     }
 }

@@ -15,6 +15,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -146,6 +147,10 @@ pub struct ChildProcess {
     pid: i32,
     exit: watch::Receiver<Option<String>>,
     tail: OutputTail,
+    /// Set when [`ChildProcess::stop`] begins: what the child prints while it shuts down is
+    /// kept in the tail but no longer echoed, since shutdown chatter (watch reports its
+    /// cancelled tasks as errors) would read like a failure of the run that just succeeded.
+    stopping: Arc<AtomicBool>,
     stopped: bool,
 }
 
@@ -176,6 +181,7 @@ impl ChildProcess {
             .ok_or_else(|| spawn_error(std::io::Error::other("the child has no process id")))?;
 
         let tail = OutputTail::default();
+        let stopping = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = match command.ready_line {
             Some(prefix) => {
                 let (tx, rx) = oneshot::channel();
@@ -186,6 +192,7 @@ impl ChildProcess {
         let output = Output {
             name: command.name,
             echo: command.echo,
+            stopping: stopping.clone(),
             tail: tail.clone(),
             redact: Arc::new(
                 command
@@ -216,6 +223,7 @@ impl ChildProcess {
             pid,
             exit: exit_rx,
             tail,
+            stopping,
             stopped: false,
         };
         Ok((process, ready_rx))
@@ -284,6 +292,7 @@ impl ChildProcess {
             return;
         }
         self.stopped = true;
+        self.stopping.store(true, Ordering::Relaxed);
 
         let family = descendants(self.pid);
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGTERM);
@@ -320,6 +329,7 @@ fn kill_all(leader: i32, family: &[Process]) {
 struct Output {
     name: &'static str,
     echo: bool,
+    stopping: Arc<AtomicBool>,
     tail: OutputTail,
     redact: Arc<Vec<String>>,
 }
@@ -343,7 +353,7 @@ async fn read_lines(
                 line = line.replace(secret.as_str(), "<redacted>");
             }
         }
-        if output.echo {
+        if output.echo && !output.stopping.load(Ordering::Relaxed) {
             eprintln!("[{}] {line}", output.name);
         }
         let is_ready_line = ready

@@ -29,6 +29,18 @@ impl LocalSecrets {
         }
     }
 
+    /// The same with a webhook secret of the caller's choosing, e.g. the one the sample webhook
+    /// events in `events/` carry. Refused if shorter than the webhook function accepts.
+    pub fn with_webhook_secret(self, webhook_secret: &str) -> Result<Self, String> {
+        if webhook_secret.len() < 16 {
+            return Err("the webhook secret must be at least 16 characters".into());
+        }
+        Ok(Self {
+            webhook_secret: webhook_secret.to_owned(),
+            ..self
+        })
+    }
+
     /// The `x-api-key` the simulator accepts.
     pub fn api_key(&self) -> &str {
         &self.api_key
@@ -60,6 +72,19 @@ mod tests {
         assert_ne!(a.api_key(), b.api_key());
         assert_ne!(a.webhook_secret(), b.webhook_secret());
         assert!(a.webhook_secret().len() >= 16);
+    }
+
+    #[test]
+    fn a_chosen_webhook_secret_must_be_long_enough() {
+        let chosen = LocalSecrets::generate()
+            .with_webhook_secret("sample-webhook-secret-0123456789")
+            .unwrap();
+        assert_eq!(chosen.webhook_secret(), "sample-webhook-secret-0123456789");
+        assert!(
+            LocalSecrets::generate()
+                .with_webhook_secret("short")
+                .is_err()
+        );
     }
 
     #[test]

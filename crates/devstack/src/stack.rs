@@ -56,6 +56,8 @@ pub struct StackOptions {
     /// The share of succeeded messages the event source delivers a second time, and the seed
     /// that picks them (`--redeliver-rate`, `--redeliver-seed`).
     pub redelivery: Option<(f64, u64)>,
+    /// The webhook secret to use instead of a random one (`--webhook-secret`).
+    pub webhook_secret: Option<String>,
 }
 
 /// The ports the stack listens on.
@@ -185,7 +187,12 @@ impl Stack {
         tracing::info!(url = %moto.url, "moto is up");
         let sdk = crate::aws::moto_config(&moto.url, &context.region).await;
         let clients = Clients::new(&sdk);
-        let secrets = LocalSecrets::generate();
+        let secrets = match &options.webhook_secret {
+            Some(chosen) => LocalSecrets::generate()
+                .with_webhook_secret(chosen)
+                .map_err(|reason| anyhow::anyhow!("--webhook-secret: {reason}"))?,
+            None => LocalSecrets::generate(),
+        };
         let created = resources::create(&clients, &resources, &context, &secrets).await?;
         tracing::info!(
             queue = %created.queue_url,
@@ -234,7 +241,7 @@ impl Stack {
         let functions =
             functions::start_watch(workspace, &target_dir, ports.lambda, env, redact).await?;
         functions::warm_up(&lambda_url).await;
-        tracing::info!(url = %lambda_url, "both functions are up under cargo lambda watch");
+        tracing::info!(url = %lambda_url, "the functions are up under cargo lambda watch");
 
         let mut event_source_settings = EventSourceSettings::local(
             &info.queue_url,
