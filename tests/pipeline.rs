@@ -1216,3 +1216,96 @@ async fn a_dead_letter_is_listed_with_its_reason_and_redriven_to_completion() {
         "the orphan keeps its original message id as its capture id"
     );
 }
+
+/// The submitter sends a message the pace deferred again as a new one (`CaptureQueue::requeue`).
+/// SQS must get it with its body, the producer's message id, the producer's own attributes and
+/// its delay; a message that already has SQS's ten attributes is left to be postponed instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deferred_message_is_sent_again_with_its_producers_attributes_and_id() {
+    use aws_sdk_sqs::primitives::Blob;
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    use capture_adapters::queue::{CaptureQueue, FIRST_MESSAGE_ID_ATTRIBUTE, Requeue};
+
+    let stack = shared_stack();
+    let aws = aws(stack).await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("requeue"))
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("a queue URL");
+    let queue = CaptureQueue::new(&aws, &queue_url);
+    let value = |data_type: &str, text: &str| {
+        MessageAttributeValue::builder()
+            .data_type(data_type)
+            .string_value(text)
+            .build()
+            .unwrap()
+    };
+    let mut nine: HashMap<String, MessageAttributeValue> = (0..7)
+        .map(|i| (format!("tag{i}"), value("String", &format!("v{i}"))))
+        .collect();
+    nine.insert("priority".into(), value("Number", "3"));
+    nine.insert(
+        "signature".into(),
+        MessageAttributeValue::builder()
+            .data_type("Binary")
+            .binary_value(Blob::new(vec![0, 1, 254]))
+            .build()
+            .unwrap(),
+    );
+    let ten: HashMap<String, MessageAttributeValue> = (0..10)
+        .map(|i| (format!("tag{i}"), value("String", "x")))
+        .collect();
+    let requeue = |message_id: &str, attributes, delay| Requeue {
+        message_id: message_id.into(),
+        first_message_id: "m-first".into(),
+        body: format!(r#"{{"captureId":"m-first","url":"https://example.com/{message_id}"}}"#),
+        attributes,
+        delay: Duration::from_secs(delay),
+    };
+    let requeues = [
+        requeue("m-now", nine.clone(), 0),
+        requeue("m-crowded", ten, 0),
+        requeue("m-later", HashMap::new(), 600),
+    ];
+
+    let sent = queue.requeue(&requeues).await;
+
+    assert_eq!(
+        sent,
+        ["m-now".to_owned(), "m-later".to_owned()].into(),
+        "a message with ten attributes has no room for firstMessageId"
+    );
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .message_attribute_names("All")
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("ReceiveMessage")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(received.len(), 1, "the delayed one is not visible yet");
+    let message = &received[0];
+    assert_eq!(message.body(), Some(requeues[0].body.as_str()));
+    let attributes = message.message_attributes.as_ref().expect("attributes");
+    assert_eq!(attributes.len(), 10);
+    assert_eq!(
+        attributes[FIRST_MESSAGE_ID_ATTRIBUTE].string_value(),
+        Some("m-first")
+    );
+    for (name, sent) in &nine {
+        let got = &attributes[name];
+        assert_eq!(
+            (got.data_type(), got.string_value(), got.binary_value()),
+            (sent.data_type(), sent.string_value(), sent.binary_value()),
+            "{name}"
+        );
+    }
+}

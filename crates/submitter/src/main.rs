@@ -8,15 +8,17 @@
 //! visibility timeout; each message the pace deferred is sent again as a new message instead,
 //! so that waiting for a slot uses up none of its receives.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{
+    BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute,
+};
 use capture::{
     BatchLimits, CaptureId, Pace, Pacer, QueuedMessage, Retry, RetryCause, RetryPolicy, Unpaced,
     body_with_capture_id, submit_batch,
 };
-use capture_adapters::queue::FIRST_MESSAGE_ID_ATTRIBUTE;
+use capture_adapters::queue::{FIRST_MESSAGE_ID_ATTRIBUTE, producer_attributes};
 use capture_adapters::{
     CaptureQueue, DynamoStore, PeekShotClient, Postponement, ProcessEnv, Requeue, SsmSecrets,
     SubmitterConfig,
@@ -76,11 +78,17 @@ async fn handle_batch(
         .deadline
         .saturating_duration_since(Instant::now())
         .as_millis();
+    let mut attributes = HashMap::new();
     let messages: Vec<QueuedMessage> = event
         .payload
         .records
         .into_iter()
-        .filter_map(queued_message)
+        .filter_map(|mut record| {
+            let message_attributes = std::mem::take(&mut record.message_attributes);
+            let message = queued_message(record, &message_attributes)?;
+            attributes.insert(message.message_id.clone(), message_attributes);
+            Some(message)
+        })
         .collect();
     let received = messages.len();
 
@@ -92,7 +100,7 @@ async fn handle_batch(
         limits,
     )
     .await;
-    let requeued = requeue(submitter, &report.retry).await;
+    let requeued = requeue(submitter, &report.retry, &attributes).await;
     let kept: Vec<&Retry> = report
         .retry
         .iter()
@@ -124,15 +132,17 @@ async fn handle_batch(
 
 /// A record of the event as the domain sees it. A record without a message id cannot be
 /// reported or retried on its own; SQS always sends one, so such a record is skipped.
-fn queued_message(record: SqsMessage) -> Option<QueuedMessage> {
+fn queued_message(
+    record: SqsMessage,
+    attributes: &HashMap<String, SqsMessageAttribute>,
+) -> Option<QueuedMessage> {
     let receive_count = record
         .attributes
         .get("ApproximateReceiveCount")
         .and_then(|count| count.parse().ok())
         .unwrap_or(1);
     let message_id = record.message_id?;
-    let first_message_id = record
-        .message_attributes
+    let first_message_id = attributes
         .get(FIRST_MESSAGE_ID_ATTRIBUTE)
         .and_then(|attribute| attribute.string_value.clone())
         .filter(|id| !id.is_empty())
@@ -147,8 +157,13 @@ fn queued_message(record: SqsMessage) -> Option<QueuedMessage> {
 }
 
 /// Sends the messages the pace deferred again as new messages, so that waiting for a slot
-/// uses up none of their receives. Returns the ids of those sent.
-async fn requeue(submitter: &Submitter, retries: &[Retry]) -> HashSet<String> {
+/// uses up none of their receives, with the message attributes they came with (`attributes`,
+/// by message id). Returns the ids of those sent.
+async fn requeue(
+    submitter: &Submitter,
+    retries: &[Retry],
+    attributes: &HashMap<String, HashMap<String, SqsMessageAttribute>>,
+) -> HashSet<String> {
     let requeues: Vec<Requeue> = retries
         .iter()
         .filter(|retry| matches!(retry.cause, RetryCause::Deferred(_)))
@@ -158,6 +173,9 @@ async fn requeue(submitter: &Submitter, retries: &[Retry]) -> HashSet<String> {
                 message_id: retry.message.message_id.clone(),
                 first_message_id: retry.message.first_message_id.clone(),
                 body: body_with_capture_id(&retry.message.body, &capture_id)?,
+                attributes: attributes
+                    .get(&retry.message.message_id)
+                    .map_or(Some(HashMap::new()), producer_attributes)?,
                 delay: submitter.retry_policy.delay_for(
                     &retry.cause,
                     retry.message.receive_count,
@@ -265,7 +283,7 @@ mod tests {
             "messageAttributes": {}
         }))
         .unwrap();
-        let message = queued_message(record).unwrap();
+        let message = queued_message(record, &HashMap::new()).unwrap();
         assert_eq!(message.receive_count, 3);
         assert_eq!(message.receipt_handle.as_deref(), Some("rh-1"));
         assert_eq!(message.first_message_id, "m-1");
@@ -282,7 +300,8 @@ mod tests {
             }
         }))
         .unwrap();
-        let message = queued_message(record).unwrap();
+        let attributes = record.message_attributes.clone();
+        let message = queued_message(record, &attributes).unwrap();
         assert_eq!(
             (
                 message.message_id.as_str(),
