@@ -1309,3 +1309,124 @@ async fn a_deferred_message_is_sent_again_with_its_producers_attributes_and_id()
         );
     }
 }
+
+/// Lets DynamoDB apply the next `UpdateItem` and then turns its answer into an HTTP 500, the
+/// way an answer lost on the network looks to the SDK, which then sends the request again.
+/// Clones share their state, so the test keeps one and the client another.
+#[derive(Debug, Clone, Default)]
+struct LoseNextUpdateAnswer {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    lost: std::sync::Arc<AtomicU32>,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for LoseNextUpdateAnswer {
+    fn name(&self) -> &'static str {
+        "LoseNextUpdateAnswer"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            *context.response_mut().status_mut() = 500.try_into()?;
+            self.lost.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// Claims through `store`, whose client carries `lose`, losing the first answer.
+async fn claim_losing_its_answer(
+    store: &DynamoStore,
+    lose: &LoseNextUpdateAnswer,
+    request: &CaptureRequest,
+    message_id: &str,
+) -> Claim {
+    let lost_before = lose.lost.load(Ordering::SeqCst);
+    lose.armed.store(true, Ordering::SeqCst);
+    let claim = store.claim(request, message_id).await.expect("the claim");
+    assert_eq!(
+        lose.lost.load(Ordering::SeqCst),
+        lost_before + 1,
+        "the claim's first answer was lost"
+    );
+    claim
+}
+
+/// A claim whose write went through but whose answer was lost: the SDK's retry finds the lease
+/// that write took, recognises it by its claim token as its own, and is granted as the attempt
+/// it is, knowing (from what the first write kept) whether an earlier attempt may have created
+/// the capture at PeekShot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_whose_answer_was_lost_is_granted_to_the_sdks_retry() {
+    let stack = shared_stack();
+    let aws = aws(stack).await;
+    let lose = LoseNextUpdateAnswer::default();
+    let lossy = DynamoStore::with_client(
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&aws)
+                .interceptor(lose.clone())
+                .build(),
+        ),
+        &stack.table_name,
+        Duration::from_secs(3600),
+    );
+    let plain = store(stack).await;
+
+    // A first claim.
+    let first = request(&unique("lost-claim"), "https://example.com/lost-claim-1");
+    assert_eq!(
+        claim_losing_its_answer(&lossy, &lose, &first, "m-1").await,
+        Claim::Claimed {
+            attempt: 1,
+            maybe_created_since_ms: None
+        }
+    );
+    assert_eq!(
+        plain.claim(&first, "m-2").await.unwrap(),
+        Claim::HeldElsewhere,
+        "the lease the lost answer took is held"
+    );
+
+    // After a release that made no call to PeekShot: nothing to look for.
+    let released = request(&unique("lost-claim"), "https://example.com/lost-claim-2");
+    plain.claim(&released, "m-1").await.unwrap();
+    plain
+        .release(&released.capture_id, &Failure::transient("PeekShot 503"))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim_losing_its_answer(&lossy, &lose, &released, "m-1").await,
+        Claim::Claimed {
+            attempt: 2,
+            maybe_created_since_ms: None
+        }
+    );
+
+    // After an attempt that died holding its lease, maybe mid-create: look since its claim.
+    let abandoned = request(&unique("lost-claim"), "https://example.com/lost-claim-3");
+    plain.claim(&abandoned, "m-1").await.unwrap();
+    let record = capture_item(stack, abandoned.capture_id.as_str())
+        .await
+        .unwrap();
+    let claimed_at: u64 = record["claimedAtMs"].as_n().unwrap().parse().unwrap();
+    aws_sdk_dynamodb::Client::new(&aws)
+        .update_item()
+        .table_name(&stack.table_name)
+        .key("pk", record["pk"].clone())
+        .update_expression("SET claimUntil = :expired")
+        .expression_attribute_values(":expired", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("the lease expires");
+    assert_eq!(
+        claim_losing_its_answer(&lossy, &lose, &abandoned, "m-1").await,
+        Claim::Claimed {
+            attempt: 2,
+            maybe_created_since_ms: Some(claimed_at)
+        }
+    );
+}

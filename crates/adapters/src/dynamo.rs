@@ -82,8 +82,13 @@ pub struct DynamoStore {
 impl DynamoStore {
     /// A store over `table`; items expire `retention` after they are first written.
     pub fn new(aws: &aws_config::SdkConfig, table: impl Into<String>, retention: Duration) -> Self {
+        Self::with_client(Client::new(aws), table, retention)
+    }
+
+    /// The same over a client of the caller's (one with its own interceptors, say).
+    pub fn with_client(client: Client, table: impl Into<String>, retention: Duration) -> Self {
         Self {
-            client: Client::new(aws),
+            client,
             table: table.into(),
             retention,
         }
@@ -342,6 +347,8 @@ impl CaptureStore for DynamoStore {
             "SET #kind = :kind, captureId = :cid, #url = :url, #options = :options, \
              metadata = :metadata, fingerprint = :fp, #status = :queued, claimUntil = :lease, \
              claimedAtMs = :nowms, claimToken = :token, \
+             priorClaimUntil = if_not_exists(claimUntil, :zero), \
+             priorClaimedAtMs = if_not_exists(claimedAtMs, :zero), \
              messageId = if_not_exists(messageId, :mid), \
              receivedAt = if_not_exists(receivedAt, :now), \
              expiresAt = if_not_exists(expiresAt, :exp), updatedAt = :now \
@@ -366,6 +373,7 @@ impl CaptureStore for DynamoStore {
         update.value(":now", s(&rfc3339(now)));
         update.value(":exp", self.expires_at(now));
         update.value(":one", number(1));
+        update.value(":zero", number(0));
 
         let result = self
             .client
@@ -652,22 +660,30 @@ fn claimed(old: Option<&Item>) -> Claim {
 }
 
 /// A claim whose first write succeeded but whose answer came too late, recognised by its
-/// token on the item that write left. The item as it was before is gone, so whether an earlier
-/// attempt may have created the capture is known only if it said so (`maybeCreatedSinceMs`);
-/// otherwise, for any attempt after the first, the capture is taken to have been maybe created
-/// since it was first received, which costs at most one list call.
+/// token on the item that write left. The item as it was before is gone, but that write kept
+/// what [`claimed`] reads of it: the lease and its start as `priorClaimUntil` and
+/// `priorClaimedAtMs` (DynamoDB evaluates every operand of an update against the item before
+/// it), and the attempt count before its increment. So the answer is the one the first write
+/// would have had.
 fn reclaimed_own(item: &Item) -> Claim {
-    let numeric = |name: &str| -> Option<u64> { item.get(name)?.as_n().ok()?.parse().ok() };
-    let attempt = numeric("attempts").map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
-    let received_ms = text_of(item, "receivedAt")
-        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
-        .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as u64);
-    let maybe_created_since_ms =
-        numeric("maybeCreatedSinceMs").or_else(|| (attempt > 1).then(|| received_ms.unwrap_or(0)));
-    Claim::Claimed {
-        attempt,
-        maybe_created_since_ms,
+    let attempts: Option<u64> = item
+        .get("attempts")
+        .and_then(|n| n.as_n().ok()?.parse().ok());
+    let mut before = item.clone();
+    match attempts {
+        Some(n) if n > 1 => before.insert("attempts".to_owned(), number(n - 1)),
+        _ => before.remove("attempts"),
+    };
+    for (name, prior) in [
+        ("claimUntil", "priorClaimUntil"),
+        ("claimedAtMs", "priorClaimedAtMs"),
+    ] {
+        match before.remove(prior) {
+            Some(value) => before.insert(name.to_owned(), value),
+            None => before.remove(name),
+        };
     }
+    claimed(Some(&before))
 }
 
 /// A value no other claim will write: the message id, the time and a per-process count.
@@ -842,14 +858,21 @@ mod tests {
             .collect()
     }
 
+    /// The item a claim leaves, as its SDK retry finds it.
+    fn after_claim(attempts: u64, prior_until: u64, prior_at: u64) -> Item {
+        item(&[
+            ("attempts", number(attempts)),
+            ("claimUntil", number(9_000)),
+            ("claimedAtMs", number(8_000)),
+            ("priorClaimUntil", number(prior_until)),
+            ("priorClaimedAtMs", number(prior_at)),
+        ])
+    }
+
     #[test]
     fn a_first_claim_retried_by_the_sdk_is_its_own_first_attempt() {
-        let left = item(&[
-            ("attempts", number(1)),
-            ("receivedAt", s("2026-12-04T01:00:00Z")),
-        ]);
         assert_eq!(
-            reclaimed_own(&left),
+            reclaimed_own(&after_claim(1, 0, 0)),
             Claim::Claimed {
                 attempt: 1,
                 maybe_created_since_ms: None
@@ -858,26 +881,47 @@ mod tests {
     }
 
     #[test]
-    fn a_later_claim_retried_by_the_sdk_looks_for_an_earlier_create_since_receipt() {
-        let left = item(&[
-            ("attempts", number(3)),
-            ("receivedAt", s("2026-12-04T01:00:00Z")),
-        ]);
+    fn a_retried_claim_after_a_clean_release_knows_no_create_happened() {
         assert_eq!(
-            reclaimed_own(&left),
+            reclaimed_own(&after_claim(3, 0, 5_000)),
             Claim::Claimed {
                 attempt: 3,
-                maybe_created_since_ms: Some(1_796_346_000_000)
+                maybe_created_since_ms: None
             }
         );
-        let said_so = item(&[("attempts", number(3)), ("maybeCreatedSinceMs", number(7))]);
-        assert!(matches!(
+    }
+
+    #[test]
+    fn a_retried_claim_after_an_abandoned_lease_looks_for_a_create_since_that_claim() {
+        assert_eq!(
+            reclaimed_own(&after_claim(2, 7_000, 5_000)),
+            Claim::Claimed {
+                attempt: 2,
+                maybe_created_since_ms: Some(5_000)
+            }
+        );
+        let mut said_so = after_claim(3, 0, 5_000);
+        said_so.insert("maybeCreatedSinceMs".into(), number(4_000));
+        assert_eq!(
             reclaimed_own(&said_so),
             Claim::Claimed {
-                maybe_created_since_ms: Some(7),
-                ..
+                attempt: 3,
+                maybe_created_since_ms: Some(4_000)
             }
-        ));
+        );
+    }
+
+    #[test]
+    fn a_retried_claim_answers_as_its_first_write_would_have() {
+        let before = item(&[
+            ("attempts", number(2)),
+            ("claimUntil", number(7_000)),
+            ("claimedAtMs", number(5_000)),
+        ]);
+        assert_eq!(
+            reclaimed_own(&after_claim(3, 7_000, 5_000)),
+            claimed(Some(&before))
+        );
     }
 
     #[test]
@@ -892,7 +936,6 @@ mod tests {
             ("status", s("QUEUED")),
             ("fingerprint", s("fp")),
             ("messageId", s("m-1")),
-            ("claimToken", s("theirs")),
         ]);
         assert_eq!(
             why_not_claimed(Some(&live), "fp", "m-2"),
