@@ -10,23 +10,20 @@
 //! pace slot is due, and the original is let go. Its body carries its capture id, so the
 //! capture keeps its record, and the message attribute [`FIRST_MESSAGE_ID_ATTRIBUTE`] carries
 //! the id its producer was given, by which the submitter keeps naming it. The producer's own
-//! message attributes travel with it unchanged ([`producer_attributes`]). SQS allows ten
-//! attributes to a message; one that already has ten, leaving no room for ours, is postponed
-//! like a kept message instead, and so is one whose attributes cannot be sent again as they
-//! came: nothing of a message is dropped to save it a receive.
+//! message attributes travel with it unchanged. SQS allows ten attributes to a message; one
+//! that already has ten is sent again without ours, which costs only the producer's id in
+//! later log lines: its body names its capture id, and its record keeps the first message id.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use aws_lambda_events::sqs::SqsMessageAttribute;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::BuildError;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::primitives::Blob;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
-};
-use tracing::{info, warn};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry};
+/// The SDK's types a caller needs to build [`Requeue::attributes`].
+pub use aws_sdk_sqs::{primitives::Blob, types::MessageAttributeValue};
+use tracing::{debug, warn};
 
 /// The message attribute of a message sent again by the submitter (or redriven by an
 /// operator) that holds the message id its producer was given.
@@ -61,7 +58,8 @@ pub struct Requeue {
     pub first_message_id: String,
     /// The body to send, its capture id written in.
     pub body: String,
-    /// The producer's message attributes ([`producer_attributes`]), sent again unchanged.
+    /// The producer's message attributes, sent again unchanged (a [`FIRST_MESSAGE_ID_ATTRIBUTE`]
+    /// among them is replaced).
     pub attributes: HashMap<String, MessageAttributeValue>,
     /// How long the new message stays hidden (at most 15 minutes).
     pub delay: Duration,
@@ -136,26 +134,24 @@ impl CaptureQueue {
     /// sent; the others should be kept as they are. Failures are logged, not raised.
     pub async fn requeue(&self, requeues: &[Requeue]) -> HashSet<String> {
         let mut sent = HashSet::new();
-        let (fitting, crowded): (Vec<&Requeue>, Vec<&Requeue>) = requeues
-            .iter()
-            .partition(|r| r.attributes.len() < SQS_ATTRIBUTE_LIMIT);
-        for r in crowded {
-            info!(
-                message_id = %r.message_id,
-                attributes = r.attributes.len(),
-                "a deferred message has no room for the firstMessageId attribute; it is postponed instead"
-            );
-        }
-        for chunk in fitting.chunks(SQS_BATCH_LIMIT) {
+        for chunk in requeues.chunks(SQS_BATCH_LIMIT) {
             let entries: Result<Vec<_>, _> = chunk
                 .iter()
                 .enumerate()
                 .map(|(index, r)| {
                     let mut attributes = r.attributes.clone();
-                    attributes.insert(
-                        FIRST_MESSAGE_ID_ATTRIBUTE.to_owned(),
-                        first_id(&r.first_message_id)?,
-                    );
+                    attributes.remove(FIRST_MESSAGE_ID_ATTRIBUTE);
+                    if attributes.len() < SQS_ATTRIBUTE_LIMIT {
+                        attributes.insert(
+                            FIRST_MESSAGE_ID_ATTRIBUTE.to_owned(),
+                            first_id(&r.first_message_id)?,
+                        );
+                    } else {
+                        debug!(
+                            message_id = %r.message_id,
+                            "no room for firstMessageId among the producer's attributes"
+                        );
+                    }
                     SendMessageBatchRequestEntry::builder()
                         .id(index.to_string())
                         .message_body(&r.body)
@@ -188,7 +184,13 @@ impl CaptureQueue {
                         }
                     }
                     for failed in answer.failed {
-                        warn!(code = %failed.code, "a deferred message could not be sent again; it is postponed instead");
+                        let message_id = failed
+                            .id
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| chunk.get(i))
+                            .map_or("?", |r| r.message_id.as_str());
+                        warn!(message_id, code = %failed.code, "a deferred message could not be sent again; it is postponed instead");
                     }
                 }
                 Err(problem) => {
@@ -200,105 +202,10 @@ impl CaptureQueue {
     }
 }
 
-/// The producer's message attributes of a received message, as values to send again: every
-/// attribute but [`FIRST_MESSAGE_ID_ATTRIBUTE`], which the requeue writes itself. `None` when
-/// one of them cannot be sent as it came (it has no data type, or neither a string nor a
-/// binary value); such a message is postponed rather than sent again without it.
-pub fn producer_attributes(
-    attributes: &HashMap<String, SqsMessageAttribute>,
-) -> Option<HashMap<String, MessageAttributeValue>> {
-    attributes
-        .iter()
-        .filter(|(name, _)| name.as_str() != FIRST_MESSAGE_ID_ATTRIBUTE)
-        .map(|(name, attribute)| {
-            if attribute.string_value.is_none() && attribute.binary_value.is_none() {
-                return None;
-            }
-            let value = MessageAttributeValue::builder()
-                .set_data_type(attribute.data_type.clone())
-                .set_string_value(attribute.string_value.clone())
-                .set_binary_value(
-                    attribute
-                        .binary_value
-                        .as_ref()
-                        .map(|binary| Blob::new(binary.to_vec())),
-                )
-                .build()
-                .ok()?;
-            Some((name.clone(), value))
-        })
-        .collect()
-}
-
 /// The attribute value that carries a first message id.
 pub fn first_id(message_id: &str) -> Result<MessageAttributeValue, BuildError> {
     MessageAttributeValue::builder()
         .data_type("String")
         .string_value(message_id)
         .build()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn attribute(
-        data_type: Option<&str>,
-        string: Option<&str>,
-        binary: Option<&[u8]>,
-    ) -> SqsMessageAttribute {
-        let mut attribute = SqsMessageAttribute::default();
-        attribute.data_type = data_type.map(str::to_owned);
-        attribute.string_value = string.map(str::to_owned);
-        attribute.binary_value = binary.map(|bytes| {
-            let mut data = aws_lambda_events::encodings::Base64Data::default();
-            data.extend_from_slice(bytes);
-            data
-        });
-        attribute
-    }
-
-    #[test]
-    fn producer_attributes_are_carried_as_they_came_without_our_own() {
-        let received = HashMap::from([
-            (
-                "tenant".to_owned(),
-                attribute(Some("String"), Some("acme"), None),
-            ),
-            (
-                "priority".to_owned(),
-                attribute(Some("Number.int"), Some("3"), None),
-            ),
-            (
-                "blob".to_owned(),
-                attribute(Some("Binary"), None, Some(b"\x00\x01")),
-            ),
-            (
-                FIRST_MESSAGE_ID_ATTRIBUTE.to_owned(),
-                attribute(Some("String"), Some("m-0"), None),
-            ),
-        ]);
-
-        let carried = producer_attributes(&received).expect("all can be sent again");
-
-        assert_eq!(carried.len(), 3);
-        assert_eq!(carried["tenant"].data_type(), "String");
-        assert_eq!(carried["tenant"].string_value(), Some("acme"));
-        assert_eq!(carried["priority"].data_type(), "Number.int");
-        assert_eq!(
-            carried["blob"].binary_value().map(Blob::as_ref),
-            Some(&b"\x00\x01"[..])
-        );
-        assert!(!carried.contains_key(FIRST_MESSAGE_ID_ATTRIBUTE));
-    }
-
-    #[test]
-    fn an_attribute_that_cannot_be_sent_again_keeps_the_message_from_being_requeued() {
-        let no_type = HashMap::from([("a".to_owned(), attribute(None, Some("x"), None))]);
-        let no_value = HashMap::from([("a".to_owned(), attribute(Some("String"), None, None))]);
-
-        assert!(producer_attributes(&no_type).is_none());
-        assert!(producer_attributes(&no_value).is_none());
-        assert_eq!(producer_attributes(&HashMap::new()), Some(HashMap::new()));
-    }
 }

@@ -18,7 +18,7 @@ use capture::{
     BatchLimits, CaptureId, Pace, Pacer, QueuedMessage, Retry, RetryCause, RetryPolicy, Unpaced,
     body_with_capture_id, submit_batch,
 };
-use capture_adapters::queue::{FIRST_MESSAGE_ID_ATTRIBUTE, producer_attributes};
+use capture_adapters::queue::{Blob, FIRST_MESSAGE_ID_ATTRIBUTE, MessageAttributeValue};
 use capture_adapters::{
     CaptureQueue, DynamoStore, PeekShotClient, Postponement, ProcessEnv, Requeue, SsmSecrets,
     SubmitterConfig,
@@ -175,7 +175,14 @@ async fn requeue(
                 body: body_with_capture_id(&retry.message.body, &capture_id)?,
                 attributes: attributes
                     .get(&retry.message.message_id)
-                    .map_or(Some(HashMap::new()), producer_attributes)?,
+                    .and_then(producer_attributes)
+                    .or_else(|| {
+                        info!(
+                            message_id = %retry.message.message_id,
+                            "a deferred message's attributes cannot be sent again as they came; it is postponed instead"
+                        );
+                        None
+                    })?,
                 delay: submitter.retry_policy.delay_for(
                     &retry.cause,
                     retry.message.receive_count,
@@ -188,6 +195,34 @@ async fn requeue(
         return HashSet::new();
     }
     submitter.queue.requeue(&requeues).await
+}
+
+/// A received message's attributes as values to send again. `None` when one of them cannot be
+/// sent as it came (it has no data type, or neither a string nor a binary value): such a
+/// message is postponed rather than sent again without it.
+fn producer_attributes(
+    attributes: &HashMap<String, SqsMessageAttribute>,
+) -> Option<HashMap<String, MessageAttributeValue>> {
+    attributes
+        .iter()
+        .map(|(name, attribute)| {
+            if attribute.string_value.is_none() && attribute.binary_value.is_none() {
+                return None;
+            }
+            let value = MessageAttributeValue::builder()
+                .set_data_type(attribute.data_type.clone())
+                .set_string_value(attribute.string_value.clone())
+                .set_binary_value(
+                    attribute
+                        .binary_value
+                        .as_ref()
+                        .map(|binary| Blob::new(binary.to_vec())),
+                )
+                .build()
+                .ok()?;
+            Some((name.clone(), value))
+        })
+        .collect()
 }
 
 /// Hides each kept message for the delay the retry policy gives it.
@@ -309,5 +344,60 @@ mod tests {
             ),
             ("m-2", "m-1")
         );
+    }
+
+    fn attribute(
+        data_type: Option<&str>,
+        string: Option<&str>,
+        binary: Option<&[u8]>,
+    ) -> SqsMessageAttribute {
+        let mut attribute = SqsMessageAttribute::default();
+        attribute.data_type = data_type.map(str::to_owned);
+        attribute.string_value = string.map(str::to_owned);
+        attribute.binary_value = binary.map(|bytes| {
+            let mut data = aws_lambda_events::encodings::Base64Data::default();
+            data.extend_from_slice(bytes);
+            data
+        });
+        attribute
+    }
+
+    #[test]
+    fn producer_attributes_are_sent_again_as_they_came() {
+        let received = HashMap::from([
+            (
+                "tenant".to_owned(),
+                attribute(Some("String"), Some("acme"), None),
+            ),
+            (
+                "priority".to_owned(),
+                attribute(Some("Number.int"), Some("3"), None),
+            ),
+            (
+                "blob".to_owned(),
+                attribute(Some("Binary"), None, Some(b"\x00\x01")),
+            ),
+        ]);
+
+        let carried = producer_attributes(&received).expect("all can be sent again");
+
+        assert_eq!(carried.len(), 3);
+        assert_eq!(carried["tenant"].data_type(), "String");
+        assert_eq!(carried["tenant"].string_value(), Some("acme"));
+        assert_eq!(carried["priority"].data_type(), "Number.int");
+        assert_eq!(
+            carried["blob"].binary_value().map(Blob::as_ref),
+            Some(&b"\x00\x01"[..])
+        );
+    }
+
+    #[test]
+    fn an_attribute_without_a_type_or_a_value_cannot_be_sent_again() {
+        let no_type = HashMap::from([("a".to_owned(), attribute(None, Some("x"), None))]);
+        let no_value = HashMap::from([("a".to_owned(), attribute(Some("String"), None, None))]);
+
+        assert!(producer_attributes(&no_type).is_none());
+        assert!(producer_attributes(&no_value).is_none());
+        assert_eq!(producer_attributes(&HashMap::new()), Some(HashMap::new()));
     }
 }
