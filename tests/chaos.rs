@@ -407,9 +407,10 @@ async fn send_all(sqs: &aws_sdk_sqs::Client, queue_url: &str, sent: &mut [Sent])
     }
 }
 
-/// Waits until the capture queue is empty and every record still open belongs to a message in
-/// the dead-letter queue (whose capture stays QUEUED), twice in a row; `false` when that did
-/// not happen within [`SETTLE_LIMIT`].
+/// Waits until the capture queue is empty, no capture is SUBMITTED (waiting for its webhook or
+/// the reconciler), and the QUEUED ones are no more than the messages in the dead-letter queue
+/// (a dead-lettered capture stays QUEUED), twice in a row; `false` when that did not happen
+/// within [`SETTLE_LIMIT`]. The final accounting matches dead letters to captures one by one.
 async fn wait_until_settled(
     sqs: &aws_sdk_sqs::Client,
     dynamodb: &aws_sdk_dynamodb::Client,
@@ -421,12 +422,15 @@ async fn wait_until_settled(
         tokio::time::sleep(Duration::from_secs(3)).await;
         let in_queue = queue_depth(sqs, &info.queue_url).await;
         let dead_lettered = queue_depth(sqs, &info.dead_letter_queue_url).await;
-        let open = scan(dynamodb, &info.table_name)
-            .await
-            .values()
-            .filter(|item| matches!(text(item, "status"), Some("QUEUED" | "SUBMITTED")))
-            .count() as u64;
-        quiet_checks = if in_queue == 0 && open <= dead_lettered {
+        let records = scan(dynamodb, &info.table_name).await;
+        let count = |status: &str| {
+            records
+                .values()
+                .filter(|item| text(item, "status") == Some(status))
+                .count() as u64
+        };
+        let (queued, submitted) = (count("QUEUED"), count("SUBMITTED"));
+        quiet_checks = if in_queue == 0 && submitted == 0 && queued <= dead_lettered {
             quiet_checks + 1
         } else {
             0

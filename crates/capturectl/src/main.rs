@@ -86,22 +86,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let required = |value: Option<String>, flag: &str, env: &str| {
         value.with_context(|| format!("set {flag} or {env}"))
     };
-    if let Command::Send { request } = &cli.command {
-        let queue_url = required(cli.names.queue_url, "--queue-url", "CAPTURE_QUEUE_URL")?;
-        return send(&aws_sdk_sqs::Client::new(&aws), &queue_url, request).await;
-    }
-    let table = required(cli.names.table, "--table", "CAPTURE_TABLE")?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-
     match cli.command {
-        // Answered above: sending needs no table.
-        Command::Send { .. } => Ok(()),
-        Command::Show { capture_id } => show(&dynamodb, &table, &capture_id).await,
+        Command::Send { request } => {
+            let queue_url = required(cli.names.queue_url, "--queue-url", "CAPTURE_QUEUE_URL")?;
+            send(&aws_sdk_sqs::Client::new(&aws), &queue_url, &request).await
+        }
+        Command::Show { capture_id } => {
+            let table = required(cli.names.table, "--table", "CAPTURE_TABLE")?;
+            show(&aws_sdk_dynamodb::Client::new(&aws), &table, &capture_id).await
+        }
         Command::DeadLetters(command) => {
             let pipeline = Pipeline {
                 sqs: aws_sdk_sqs::Client::new(&aws),
-                dynamodb,
-                table,
+                dynamodb: aws_sdk_dynamodb::Client::new(&aws),
+                table: required(cli.names.table, "--table", "CAPTURE_TABLE")?,
                 queue_url: required(cli.names.queue_url, "--queue-url", "CAPTURE_QUEUE_URL")?,
                 dead_letter_queue_url: required(
                     cli.names.dead_letter_queue_url,

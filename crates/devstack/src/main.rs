@@ -90,7 +90,8 @@ struct UpArgs {
     redeliver_seed: u64,
 
     /// The webhook secret instead of a random one, e.g. `sample-webhook-secret-0123456789`,
-    /// which the sample webhook events in events/ carry (at least 16 characters).
+    /// which the sample webhook events in events/ carry (at least 16 characters: letters, digits
+    /// and - . _ ~, since it travels in the webhook URL).
     #[arg(long, env = "DEVSTACK_WEBHOOK_SECRET")]
     webhook_secret: Option<String>,
 

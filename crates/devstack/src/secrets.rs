@@ -6,8 +6,25 @@ use std::fmt;
 
 use rand::distr::{Alphanumeric, SampleString};
 
-/// Length of each generated secret; the webhook function requires at least 16 characters.
+/// Length of each generated secret.
 const SECRET_LENGTH: usize = 32;
+
+/// The shortest webhook secret the webhook function accepts (`WebhookConfig::load` in
+/// `capture-adapters`, which this crate does not depend on).
+const MIN_WEBHOOK_SECRET_LENGTH: usize = 16;
+
+/// Why a chosen webhook secret was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChosenSecretError {
+    /// Shorter than the webhook function accepts.
+    #[error("the webhook secret must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters")]
+    TooShort,
+    /// A character that would need escaping in the `?secret=` query of the webhook URL.
+    #[error(
+        "the webhook secret may hold only letters, digits and - . _ ~ (it travels in a URL), not {0:?}"
+    )]
+    NotUrlSafe(char),
+}
 
 /// This run's API key and webhook secret.
 #[derive(Clone)]
@@ -30,10 +47,15 @@ impl LocalSecrets {
     }
 
     /// The same with a webhook secret of the caller's choosing, e.g. the one the sample webhook
-    /// events in `events/` carry. Refused if shorter than the webhook function accepts.
-    pub fn with_webhook_secret(self, webhook_secret: &str) -> Result<Self, String> {
-        if webhook_secret.len() < 16 {
-            return Err("the webhook secret must be at least 16 characters".into());
+    /// events in `events/` carry. Refused if shorter than the webhook function accepts, or if
+    /// it holds a character that is not left as is in a URL's query.
+    pub fn with_webhook_secret(self, webhook_secret: &str) -> Result<Self, ChosenSecretError> {
+        if webhook_secret.len() < MIN_WEBHOOK_SECRET_LENGTH {
+            return Err(ChosenSecretError::TooShort);
+        }
+        let unreserved = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        if let Some(c) = webhook_secret.chars().find(|&c| !unreserved(c)) {
+            return Err(ChosenSecretError::NotUrlSafe(c));
         }
         Ok(Self {
             webhook_secret: webhook_secret.to_owned(),
@@ -75,15 +97,20 @@ mod tests {
     }
 
     #[test]
-    fn a_chosen_webhook_secret_must_be_long_enough() {
+    fn a_chosen_webhook_secret_must_be_long_enough_and_safe_in_a_url() {
         let chosen = LocalSecrets::generate()
             .with_webhook_secret("sample-webhook-secret-0123456789")
             .unwrap();
         assert_eq!(chosen.webhook_secret(), "sample-webhook-secret-0123456789");
-        assert!(
-            LocalSecrets::generate()
-                .with_webhook_secret("short")
-                .is_err()
+        let refused = |secret: &str| LocalSecrets::generate().with_webhook_secret(secret).err();
+        assert_eq!(refused("short"), Some(ChosenSecretError::TooShort));
+        assert_eq!(
+            refused("sixteen-chars-and&more"),
+            Some(ChosenSecretError::NotUrlSafe('&'))
+        );
+        assert_eq!(
+            refused("a secret with spaces"),
+            Some(ChosenSecretError::NotUrlSafe(' '))
         );
     }
 

@@ -45,7 +45,7 @@ impl SimulatorSettings {
     }
 }
 
-/// The simulator binary built by `cargo build -p peekshot-sim`.
+/// The simulator binary, which the stack's one build ([`crate::functions::build_args`]) makes.
 pub fn simulator_path(target_dir: &Path) -> PathBuf {
     target_dir.join("debug/peekshot-sim")
 }
