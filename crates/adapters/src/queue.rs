@@ -113,12 +113,8 @@ impl CaptureQueue {
                 Ok(answer) => {
                     postponed += answer.successful.len();
                     for failed in answer.failed {
-                        let message_id = failed
-                            .id
-                            .parse::<usize>()
-                            .ok()
-                            .and_then(|i| chunk.get(i))
-                            .map_or("?", |p| p.message_id.as_str());
+                        let message_id =
+                            entry_of(chunk, &failed.id).map_or("?", |p| p.message_id.as_str());
                         warn!(message_id, code = %failed.code, "message keeps the queue's visibility timeout");
                     }
                 }
@@ -179,17 +175,13 @@ impl CaptureQueue {
             {
                 Ok(answer) => {
                     for done in answer.successful {
-                        if let Some(r) = done.id.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
+                        if let Some(r) = entry_of(chunk, &done.id) {
                             sent.insert(r.message_id.clone());
                         }
                     }
                     for failed in answer.failed {
-                        let message_id = failed
-                            .id
-                            .parse::<usize>()
-                            .ok()
-                            .and_then(|i| chunk.get(i))
-                            .map_or("?", |r| r.message_id.as_str());
+                        let message_id =
+                            entry_of(chunk, &failed.id).map_or("?", |r| r.message_id.as_str());
                         warn!(message_id, code = %failed.code, "a deferred message could not be sent again; it is postponed instead");
                     }
                 }
@@ -200,6 +192,11 @@ impl CaptureQueue {
         }
         sent
     }
+}
+
+/// The entry a batch answer names by its id, which is the entry's index in `chunk`.
+fn entry_of<'a, T>(chunk: &'a [T], id: &str) -> Option<&'a T> {
+    id.parse::<usize>().ok().and_then(|index| chunk.get(index))
 }
 
 /// The attribute value that carries a first message id.

@@ -169,20 +169,21 @@ async fn requeue(
         .filter(|retry| matches!(retry.cause, RetryCause::Deferred(_)))
         .filter_map(|retry| {
             let capture_id = CaptureId::from_message_id(&retry.message.first_message_id);
+            let Some(carried) = attributes
+                .get(&retry.message.message_id)
+                .and_then(producer_attributes)
+            else {
+                info!(
+                    message_id = %retry.message.message_id,
+                    "a deferred message's attributes cannot be sent again as they came; it is postponed instead"
+                );
+                return None;
+            };
             Some(Requeue {
                 message_id: retry.message.message_id.clone(),
                 first_message_id: retry.message.first_message_id.clone(),
                 body: body_with_capture_id(&retry.message.body, &capture_id)?,
-                attributes: attributes
-                    .get(&retry.message.message_id)
-                    .and_then(producer_attributes)
-                    .or_else(|| {
-                        info!(
-                            message_id = %retry.message.message_id,
-                            "a deferred message's attributes cannot be sent again as they came; it is postponed instead"
-                        );
-                        None
-                    })?,
+                attributes: carried,
                 delay: submitter.retry_policy.delay_for(
                     &retry.cause,
                     retry.message.receive_count,
